@@ -1,0 +1,1 @@
+"""Pure reward functions (stdlib, numpy, sympy only; never Ray or torch)."""

@@ -1,0 +1,118 @@
+"""TrajectoryBuffer: object-store references to scored groups, bounded in size and in staleness.
+
+The buffer never touches trajectory data: it holds `ObjectRef`s and each group's policy version. Producers
+block when it is full (back-pressure on rollout); `take` drops groups whose version lags the learner by more
+than `max_staleness` and counts them, so generated = consumed + buffered + dropped always closes.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import Counter, deque
+from dataclasses import dataclass
+
+import ray
+
+
+@dataclass
+class Entry:
+    ref: object        # ray.ObjectRef of a scored TrajectoryGroup
+    version: int
+
+
+class StalenessQueue:
+    """The buffer's bookkeeping, free of Ray and asyncio so it can be tested directly."""
+
+    def __init__(self, capacity: int, max_staleness: int):
+        if capacity < 1 or max_staleness < 0:
+            raise ValueError("capacity must be >= 1 and max_staleness >= 0")
+        self.capacity = capacity
+        self.max_staleness = max_staleness
+        self.entries: deque[Entry] = deque()
+        self.put_count = 0
+        self.consumed = 0
+        self.dropped: Counter[str] = Counter()
+
+    def full(self) -> bool:
+        return len(self.entries) >= self.capacity
+
+    def put(self, ref, version: int) -> None:
+        self.entries.append(Entry(ref, version))
+        self.put_count += 1
+
+    def drop_stale(self, learner_version: int) -> int:
+        keep = deque(e for e in self.entries if learner_version - e.version <= self.max_staleness)
+        n = len(self.entries) - len(keep)
+        self.entries = keep
+        self.dropped["stale"] += n
+        return n
+
+    def take(self, n: int, learner_version: int) -> list[Entry] | None:
+        """The n oldest fresh-enough entries, or None when fewer than n are available."""
+        self.drop_stale(learner_version)
+        if len(self.entries) < n:
+            return None
+        out = [self.entries.popleft() for _ in range(n)]
+        self.consumed += n
+        return out
+
+    def count_drop(self, reason: str, n: int = 1) -> None:
+        """Groups that never reached the buffer (a dead actor, a failed reward) are counted here too."""
+        self.dropped[reason] += n
+
+    def stats(self) -> dict:
+        versions = [e.version for e in self.entries]
+        return {
+            "buffer_size": len(self.entries),
+            "buffer_put": self.put_count,
+            "buffer_consumed": self.consumed,
+            "buffer_dropped": dict(self.dropped),
+            "buffer_oldest_version": min(versions) if versions else None,
+        }
+
+
+@ray.remote(num_cpus=0)
+class TrajectoryBuffer:
+    """Async actor: `put` waits while full, `take` waits until enough fresh groups are in."""
+
+    def __init__(self, capacity: int, max_staleness: int):
+        self.q = StalenessQueue(capacity, max_staleness)
+        self._changed: asyncio.Condition | None = None
+
+    def _cond(self) -> asyncio.Condition:
+        if self._changed is None:          # created inside the actor's event loop
+            self._changed = asyncio.Condition()
+        return self._changed
+
+    async def put(self, wrapped_ref: list, version: int, force: bool = False) -> int:
+        """`wrapped_ref` is `[ref]` so Ray passes the reference, not the value. `force` skips capacity
+        (used when draining in-flight groups at shutdown, so none is lost)."""
+        cond = self._cond()
+        async with cond:
+            if not force:
+                await cond.wait_for(lambda: not self.q.full())
+            self.q.put(wrapped_ref[0], version)
+            cond.notify_all()
+            return len(self.q.entries)
+
+    async def take(self, n: int, learner_version: int, timeout_s: float | None = None) -> list:
+        """Returns [[ref, version], ...] of n groups; raises TimeoutError after timeout_s."""
+        cond = self._cond()
+        result: list[Entry] = []
+
+        def ready() -> bool:
+            got = self.q.take(n, learner_version)
+            if got is not None:
+                result.extend(got)
+                return True
+            return False
+
+        async with cond:
+            await asyncio.wait_for(cond.wait_for(ready), timeout_s)
+            cond.notify_all()
+        return [[[e.ref], e.version] for e in result]
+
+    def count_drop(self, reason: str, n: int = 1) -> None:
+        self.q.count_drop(reason, n)
+
+    def stats(self) -> dict:
+        return self.q.stats()

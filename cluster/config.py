@@ -1,0 +1,204 @@
+"""One pydantic model tree for a whole run, loaded from YAML with `--set a.b=c` overrides.
+
+Every section forbids unknown keys, so a typo in a config file is an error that names the key and the file
+instead of a silently ignored knob. Paper knobs carry the paper's default (ALGORITHMS.md).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+QUESTION_TYPES = ("torf1", "torf2", "counting1", "counting2", "counting3", "planning")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message names the key and where it came from."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ClusterConfig(Section):
+    address: str | None = None            # None: start a local Ray cluster (or join the one we run inside)
+    num_cpus: int | None = None           # logical CPUs for a local cluster (actors are mostly I/O bound)
+    host: str = "127.0.0.1"               # dashboard, metrics and job API bind here unless changed
+    include_dashboard: bool = True
+    dashboard_port: int = 8265
+    metrics_port: int = 0                 # Prometheus exporter of the controller; 0 = pick a free port, -1 = off
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK"] = "PACK"
+
+
+class ModelConfig(Section):
+    name: str = "tiny-qwen2"              # tiny-qwen2 | tiny-qwen2-vl | smollm2-135m-instruct | a local path
+    seed: int = 0                         # seed of a tiny model built here
+    overrides: dict[str, Any] = Field(default_factory=dict)  # tiny-model size knobs (hidden_size, ...)
+    cache_dir: str | None = None
+    dtype: Literal["float32", "bfloat16"] = "float32"
+    attn_implementation: str = "sdpa"
+
+
+class DataConfig(Section):
+    source: Literal["synthetic", "real", "parquet"] = "synthetic"
+    path: str | None = None               # parquet/JSON(L) file when source == parquet
+    types: list[str] = Field(default_factory=lambda: ["torf1", "torf2"])
+    n_networks: int = 200
+    per_type: int = 4
+    seed: int = 0
+    images: bool = False                  # render map images (needed by vision-language models)
+    image_size: int = 224
+    include_map_text: bool = True         # put the line -> stations table into the prompt
+
+    @model_validator(mode="after")
+    def _check(self) -> "DataConfig":
+        bad = [t for t in self.types if t.lower() not in QUESTION_TYPES]
+        if bad:
+            raise ValueError(f"unknown question types {bad}; known: {list(QUESTION_TYPES)}")
+        if self.source == "parquet" and not self.path:
+            raise ValueError("data.source=parquet needs data.path")
+        return self
+
+
+class VLLMConfig(Section):
+    kv_cache_gb: float = 1.0              # VLLM_CPU_KVCACHE_SPACE on CPU
+    gpu_memory_utilization: float = 0.6
+    tensor_parallel_size: int = 1
+    enforce_eager: bool = True
+
+
+class RolloutConfig(Section):
+    engine: Literal["vllm", "hf", "auto"] = "auto"   # auto: vllm for text models, hf for vision-language on CPU
+    num_actors: int = 1
+    group_size: int = 8                   # G samples per prompt
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 24
+    prompts_per_call: int = 4             # prompts batched into one engine call
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+
+
+class RewardConfig(Section):
+    num_actors: int = 1
+    detail_penalty: Literal["paper", "released"] = "paper"
+    format_weight: float = 1.0            # 0 reproduces the released RewardMap code (no format term)
+    counting1_detail: bool = False        # defined but disabled in the released code
+    sample_timeout_s: float = 5.0         # per-sample limit; a sample over it gets reward 0 and a counted reason
+    num_cpus: float = 0.25
+
+
+class BufferConfig(Section):
+    capacity: int = 64                    # groups; producers block when full
+    max_staleness: int = 0                # policy versions; 0 = strictly on-policy
+
+
+class AlgorithmConfig(Section):
+    advantage: str = "grpo"               # registered name in learner.advantages
+    adv_eps: float = 1e-6
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
+    kl_coef: float = 0.0                  # low_var_kl to the frozen initial policy; 0 = off
+    entropy_coef: float = 0.0
+
+
+class LearnerConfig(Section):
+    num_workers: int = 1
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    backend: Literal["auto", "gloo", "nccl"] = "auto"
+    lr: float = 1e-6
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_grad_norm: float = 1.0
+    micro_batch_size: int = 32            # sequences per forward/backward on one worker
+    gradient_checkpointing: bool = False
+    weight_sync: Literal["object_store"] = "object_store"
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+    torch_threads: int = 1
+
+
+class TrainConfig(Section):
+    steps: int = 100
+    groups_per_step: int = 8              # prompts per optimizer step (each with G samples)
+    seed: int = 0
+    run_dir: str = "runs/default"
+    log_every: int = 1
+    progress: bool = True
+    checkpoint_every: int = 0             # 0 = only at the end
+
+
+class WaypointConfig(Section):
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
+    algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
+    learner: LearnerConfig = Field(default_factory=LearnerConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+
+def _describe(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"])
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{source}: unknown key '{key}'")
+        else:
+            lines.append(f"{source}: '{key}': {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """`section.key=value` -> (["section", "key"], value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    key, raw = text.split("=", 1)
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {text!r}: empty key")
+    return parts, yaml.safe_load(raw) if raw.strip() else ""
+
+
+def apply_override(tree: dict, parts: list[str], value: Any) -> None:
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {'.'.join(parts)}: '{p}' is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> WaypointConfig:
+    """Read YAML (or defaults when path is None), apply `--set` overrides, validate everything."""
+    tree: dict = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read config {path}: {e}") from e
+        try:
+            tree = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: top level must be a mapping of sections")
+    try:
+        WaypointConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, source)) from None
+    for text in overrides or []:
+        parts, value = parse_override(text)
+        apply_override(tree, parts, value)
+    try:
+        return WaypointConfig.model_validate(tree)
+    except ValidationError as e:
+        raise ConfigError(_describe(e, "--set")) from None

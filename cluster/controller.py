@@ -1,0 +1,113 @@
+"""The controller: the whole RL loop in one screen. Distribution hides in the actors.
+
+    rollout actors --groups--> reward actors --scored groups--> buffer --batch--> learner group
+          ^                                                                          |
+          +------------------------- new weights (version v+1) ----------------------+
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import ray
+
+from cluster.config import WaypointConfig
+from cluster.launch import spawn_actors, start_cluster
+from cluster.metrics import MetricsLogger
+from cluster.progress import progress_bar
+from cluster.tasks import load_task_rows, resolve_policy
+from actors.learner_worker import LearnerGroup
+from actors.weight_sync import TRANSPORTS
+from cluster.feeder import RolloutFeeder
+from data.sampler import PromptSampler
+
+
+def train(cfg: WaypointConfig) -> dict:
+    run_dir = Path(cfg.train.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
+    model_path, vision, engine = resolve_policy(cfg)             # builds the tiny model on first use
+    rows = load_task_rows(cfg, vision)                            # synthetic / real / parquet questions
+    cluster = start_cluster(cfg)                                  # local Ray on loopback, or join
+    actors = spawn_actors(cfg, model_path, vision, engine)
+    G, gps = cfg.rollout.group_size, cfg.train.groups_per_step
+    learner = LearnerGroup(actors.learner_workers, dict(
+        model_path=model_path, vision=vision, algo=cfg.algorithm.model_dump(), learner=cfg.learner.model_dump(),
+        temperature=cfg.rollout.temperature, max_new_tokens=cfg.rollout.max_new_tokens, seqs_per_step=gps * G,
+        dtype=cfg.model.dtype), backend=cfg.learner.backend)
+    transport = TRANSPORTS[cfg.learner.weight_sync]()
+    sampler = PromptSampler(rows, seed=cfg.train.seed)
+    feeder = RolloutFeeder(sampler, actors.rollout, actors.reward, actors.buffer, gps, cfg.buffer.max_staleness,
+                           total_groups=gps * cfg.train.steps, prompts_per_call=cfg.rollout.prompts_per_call)
+    metrics = MetricsLogger(run_dir, cfg.cluster.host, cfg.cluster.metrics_port)
+    print(f"[waypoint] model={model_path} engine={engine} vision={vision} rows={len(rows)} "
+          f"ray={cluster} metrics=http://{cfg.cluster.host}:{metrics.port}/metrics log={metrics.path}", flush=True)
+
+    feeder.start()
+    last = feeder.stats()
+    with progress_bar(cfg.train.steps, enabled=cfg.train.progress) as bar:
+        for step in range(cfg.train.steps):
+            t0 = time.perf_counter()
+            batch = take_batch(actors.buffer, feeder, gps, learner_version=step)      # waits for scored groups
+            t1 = time.perf_counter()
+            stats = learner.step([entry[0] for entry in batch])                     # advantages, loss, optimizer
+            t2 = time.perf_counter()
+            sync = transport.publish(learner, actors.rollout, version=step + 1)       # rollout gets new weights
+            feeder.advance(step + 1)                                                  # may generate for v+1
+            now = feeder.stats()
+            record = step_record(stats, sync, now, last, ray.get(actors.buffer.stats.remote()),
+                                 wait_s=t1 - t0, learn_s=t2 - t1, step_s=time.perf_counter() - t0)
+            last = now
+            metrics.log(step, record)
+            bar.update(step, record)
+
+    feeder.stop(drain=True)
+    summary = close_accounting(feeder.stats(), ray.get(actors.buffer.stats.remote()), cfg.train.steps * gps)
+    summary["metrics_path"] = str(metrics.path)
+    learner.save(str(run_dir / "checkpoint"))
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    learner.shutdown()
+    metrics.close()
+    print("[waypoint] accounting: " + json.dumps(summary["accounting"]), flush=True)
+    return summary
+
+
+def take_batch(buffer, feeder: RolloutFeeder, n: int, learner_version: int, poll_s: float = 5.0) -> list:
+    """Block until n fresh groups are buffered; fail loudly if the feeder cannot produce them."""
+    while True:
+        if feeder.error:
+            raise RuntimeError(feeder.error)
+        try:
+            return ray.get(buffer.take.remote(n, learner_version, poll_s))
+        except TimeoutError:   # Ray re-raises the actor's asyncio timeout as a TimeoutError subclass
+            continue
+
+
+def step_record(stats: dict, sync: dict, now: dict, last: dict, buf: dict, wait_s: float, learn_s: float,
+                step_s: float) -> dict:
+    delta = {k: now.get(k, 0.0) - last.get(k, 0.0) for k in ("generate_s", "reward_s", "response_tokens")}
+    return {
+        **stats,
+        "time/wait_s": wait_s, "time/learn_s": learn_s, "time/weight_sync_s": sync["weight_sync_s"],
+        "time/generate_s": delta["generate_s"], "time/reward_s": delta["reward_s"], "time/step_s": step_s,
+        "throughput/tokens_per_s": stats["response_tokens"] / step_s if step_s > 0 else 0.0,
+        "throughput/generated_tokens_per_s": delta["response_tokens"] / step_s if step_s > 0 else 0.0,
+        "weight_sync/bytes": sync["weight_bytes"], "weight_sync/version": sync["version"],
+        "buffer/size": buf["buffer_size"], "buffer/dropped": sum(buf["buffer_dropped"].values()),
+        "feeder/dropped": sum(now["dropped"].values()), "feeder/in_flight": now["in_flight"],
+        "reward_failures_total": sum(now["reward_failures"].values()),
+    }
+
+
+def close_accounting(feeder: dict, buf: dict, expected: int) -> dict:
+    """generated = consumed + in buffer + dropped (by reason); a mismatch is a bug, reported loudly."""
+    dropped = dict(feeder["dropped"])
+    for reason, n in buf["buffer_dropped"].items():
+        dropped[f"buffer_{reason}"] = dropped.get(f"buffer_{reason}", 0) + n
+    acct = {"generated": feeder["generated"], "consumed": buf["buffer_consumed"], "in_buffer": buf["buffer_size"],
+            "dropped": dropped, "reward_failures": feeder["reward_failures"]}
+    acct["closes"] = acct["generated"] == acct["consumed"] + acct["in_buffer"] + sum(dropped.values())
+    if not acct["closes"]:
+        print(f"[waypoint] WARNING: accounting does not close: {acct}", flush=True)
+    return {"accounting": acct, "expected_consumed": expected}

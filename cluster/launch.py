@@ -1,0 +1,128 @@
+"""Ray start-up and actor placement.
+
+`start_cluster` joins an existing cluster (an address in the config, or RAY_ADDRESS as set by
+`ray job submit`) or starts a local one bound to loopback. `spawn_actors` creates named actors; rollout
+engines and learner ranks get a placement-group bundle each, checked against the cluster before start-up.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import ray
+from ray.util.placement_group import placement_group
+from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+from cluster.config import WaypointConfig
+
+
+class PlacementError(RuntimeError):
+    pass
+
+
+def worker_env(use_gpu: bool) -> dict[str, str]:
+    env = {
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+        "PYTHONWARNINGS": "ignore::UserWarning",
+    }
+    if not use_gpu:
+        env["DS_ACCELERATOR"] = "cpu"
+        env["CUDA_VISIBLE_DEVICES"] = ""
+    for key in ("WAYPOINT_CACHE", "WAYPOINT_REASONMAP_DIR", "HF_HUB_OFFLINE"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    return env
+
+
+def start_cluster(cfg: WaypointConfig) -> dict:
+    c = cfg.cluster
+    use_gpu = cfg.rollout.num_gpus > 0 or cfg.learner.num_gpus > 0
+    runtime_env = {"env_vars": worker_env(use_gpu)}
+    if ray.is_initialized():
+        return {"mode": "existing"}
+    address = c.address or os.environ.get("RAY_ADDRESS")
+    if address:   # under `ray job submit` RAY_ADDRESS points at the cluster this job runs in
+        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+        return {"mode": "joined", "address": address}
+    os.environ["WAYPOINT_LOCAL_CLUSTER"] = "1"
+    runtime_env["env_vars"]["WAYPOINT_LOCAL_CLUSTER"] = "1"
+    ray.init(address="local", num_cpus=c.num_cpus or max(os.cpu_count() or 1, _cpus_needed(cfg)),
+             num_gpus=0 if not use_gpu else None, include_dashboard=c.include_dashboard,
+             dashboard_host=c.host, dashboard_port=c.dashboard_port, _node_ip_address=c.host,
+             runtime_env=runtime_env, log_to_driver=True, configure_logging=False)
+    return {"mode": "local", "dashboard": f"http://{c.host}:{c.dashboard_port}" if c.include_dashboard else None}
+
+
+def _cpus_needed(cfg: WaypointConfig) -> int:
+    need = (cfg.rollout.num_actors * cfg.rollout.num_cpus + cfg.learner.num_workers * cfg.learner.num_cpus
+            + cfg.reward.num_actors * cfg.reward.num_cpus)
+    return int(need + 0.999)
+
+
+def bundles_for(cfg: WaypointConfig) -> list[dict]:
+    def bundle(cpu, gpu):
+        return {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
+    return ([bundle(cfg.rollout.num_cpus, cfg.rollout.num_gpus)] * cfg.rollout.num_actors
+            + [bundle(cfg.learner.num_cpus, cfg.learner.num_gpus)] * cfg.learner.num_workers)
+
+
+def check_resources(bundles: list[dict], available: dict) -> None:
+    """Fail before start-up, saying what was asked and what exists."""
+    asked: dict[str, float] = {}
+    for b in bundles:
+        for k, v in b.items():
+            asked[k] = asked.get(k, 0) + v
+    short = {k: (v, available.get(k, 0)) for k, v in asked.items() if v > available.get(k, 0) + 1e-9}
+    if short:
+        detail = ", ".join(f"{k}: asked {a:g}, cluster has {h:g}" for k, (a, h) in short.items())
+        raise PlacementError(f"the cluster cannot place this run ({detail}); bundles: {bundles}")
+
+
+@dataclass
+class Actors:
+    rollout: list
+    reward: list
+    buffer: object
+    learner_workers: list
+    placement_group: object
+
+
+def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str) -> Actors:
+    from actors.buffer import TrajectoryBuffer
+    from actors.learner_worker import LearnerWorker
+    from actors.reward import RewardActor
+    from actors.rollout import RolloutActor
+
+    bundles = bundles_for(cfg)
+    check_resources(bundles, ray.cluster_resources())
+    pg = placement_group(bundles, strategy=cfg.cluster.placement_strategy, name="waypoint")
+    try:
+        ray.get(pg.ready(), timeout=120)
+    except ray.exceptions.GetTimeoutError as e:
+        raise PlacementError(f"placement group {bundles} not ready after 120 s "
+                             f"(cluster: {ray.available_resources()})") from e
+
+    def at(i):
+        return PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=i)
+
+    r = cfg.rollout
+    rollout_cfg = r.model_dump()
+    rollout = [RolloutActor.options(name=f"rollout-{i}", num_cpus=r.num_cpus, num_gpus=r.num_gpus,
+                                    scheduling_strategy=at(i)).remote(
+        model_path, engine, vision, rollout_cfg, cfg.data.include_map_text, seed=cfg.train.seed + i,
+        dtype=cfg.model.dtype, torch_threads=max(1, int(r.num_cpus)))
+        for i in range(r.num_actors)]
+    L = cfg.learner
+    learners = [LearnerWorker.options(name=f"learner-{i}", num_cpus=L.num_cpus, num_gpus=L.num_gpus,
+                                      scheduling_strategy=at(r.num_actors + i)).remote(i, L.num_workers)
+                for i in range(L.num_workers)]
+    options = {"detail_penalty": cfg.reward.detail_penalty, "format_weight": cfg.reward.format_weight,
+               "counting1_detail_enabled": cfg.reward.counting1_detail}
+    reward = [RewardActor.options(name=f"reward-{i}", num_cpus=cfg.reward.num_cpus).remote(
+        "map_vqa", options, cfg.reward.sample_timeout_s) for i in range(cfg.reward.num_actors)]
+    buffer = TrajectoryBuffer.options(name="buffer").remote(cfg.buffer.capacity, cfg.buffer.max_staleness)
+    ray.get([a.ready.remote() for a in rollout])   # surface engine start-up errors here, not mid-run
+    return Actors(rollout, reward, buffer, learners, pg)

@@ -1,0 +1,72 @@
+"""Core types that travel between actors: a prompt's G samples and their scores.
+
+A `TrajectoryGroup` is produced by a rollout actor, scored by a reward actor, parked (by reference) in the
+buffer and consumed by the learner. It is plain data (numpy + lists), so the object store moves it without
+pickling framework objects, and it flattens to a pyarrow record batch, the on-disk rollout log format.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+
+REWARD_COMPONENTS = ("format", "accuracy", "detail", "weight", "process", "consistency_bonus", "total")
+
+
+@dataclass
+class Sample:
+    token_ids: list[int]                  # response tokens only
+    logprobs: list[float]                 # behaviour log-probabilities, one per response token
+    text: str
+    finish_reason: str                    # "stop" | "length" | ...
+    version: int                          # policy version that generated it
+
+
+@dataclass
+class TrajectoryGroup:
+    group_id: str
+    prompt_id: str
+    row: dict                             # task metadata (question row without the image bytes)
+    prompt_ids: list[int]
+    samples: list[Sample]
+    version: int                          # policy version at generation
+    mm_inputs: dict | None = None         # processor outputs for multimodal prompts (pixel_values, grid)
+    rewards: dict[str, np.ndarray] = field(default_factory=dict)  # component -> [G]
+    answers: list[str] = field(default_factory=list)
+    reward_failures: list[str | None] = field(default_factory=list)  # reason per sample, None when scored
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.samples)
+
+    @property
+    def scored(self) -> bool:
+        return "total" in self.rewards
+
+    def num_response_tokens(self) -> int:
+        return sum(len(s.token_ids) for s in self.samples)
+
+    def to_arrow(self) -> pa.RecordBatch:
+        """One row per sample: ids, text, logprobs, reward components, answer, failure reason."""
+        g = self.size
+        cols: dict[str, list] = {
+            "group_id": [self.group_id] * g,
+            "prompt_id": [self.prompt_id] * g,
+            "type": [str(self.row.get("type", ""))] * g,
+            "version": [s.version for s in self.samples],
+            "prompt_ids": [self.prompt_ids] * g,
+            "response_ids": [s.token_ids for s in self.samples],
+            "logprobs": [s.logprobs for s in self.samples],
+            "text": [s.text for s in self.samples],
+            "finish_reason": [s.finish_reason for s in self.samples],
+            "answer": list(self.answers) if self.answers else [""] * g,
+            "reward_failure": [r or "" for r in self.reward_failures] or [""] * g,
+        }
+        for name in REWARD_COMPONENTS:
+            vals = self.rewards.get(name)
+            cols[f"reward_{name}"] = [float(v) for v in vals] if vals is not None else [0.0] * g
+        cols["timing"] = [json.dumps(self.timing)] * g
+        return pa.RecordBatch.from_pydict(cols)

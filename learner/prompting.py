@@ -1,0 +1,55 @@
+"""The one place a task row becomes model input: chat template, tokens and (for VLMs) pixels.
+
+Rollout engines and the learner both call `encode_prompt`, so the prompt the policy was sampled from is
+exactly the prompt it is trained on, and image-placeholder counts always match the processor's output.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+
+from data.prompts import build_messages
+
+
+@dataclass
+class EncodedPrompt:
+    input_ids: list[int]
+    mm_inputs: dict[str, np.ndarray] | None = None   # pixel_values, image_grid_thw, ...
+    image: object | None = None                       # PIL image, for engines that take raw images
+
+
+def load_processor(model_path: str, vision: bool):
+    """AutoProcessor for vision-language checkpoints, the tokenizer otherwise."""
+    from transformers import AutoProcessor, AutoTokenizer
+    return AutoProcessor.from_pretrained(model_path) if vision else AutoTokenizer.from_pretrained(model_path)
+
+
+def tokenizer_of(processor):
+    return getattr(processor, "tokenizer", processor)
+
+
+def _image(row: dict):
+    from PIL import Image
+    fig = row.get("figure")
+    if fig is None:
+        raise ValueError(f"row {row.get('id')} has no figure for a vision-language model")
+    return Image.open(io.BytesIO(fig)).convert("RGB")
+
+
+def encode_prompt(processor, row: dict, vision: bool, include_map_text: bool = True) -> EncodedPrompt:
+    if not vision:
+        messages = build_messages(row, modality="text", include_map_text=include_map_text)
+        for m in messages:    # plain-string content works with every chat template (SmolLM2's included)
+            if isinstance(m["content"], list):
+                m["content"] = "".join(p.get("text", "") for p in m["content"])
+        tok = tokenizer_of(processor)
+        text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return EncodedPrompt(tok(text, add_special_tokens=False)["input_ids"])
+    messages = build_messages(row, modality="image", include_map_text=include_map_text)
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    image = _image(row)
+    enc = processor(text=[text], images=[image], return_tensors="np")
+    mm = {k: np.asarray(v) for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+    return EncodedPrompt([int(t) for t in enc["input_ids"][0]], mm, image)
