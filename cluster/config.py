@@ -87,6 +87,7 @@ class RewardConfig(Section):
     detail_penalty: Literal["paper", "released"] = "paper"
     format_weight: float = 1.0            # 0 reproduces the released RewardMap code (no format term)
     counting1_detail: bool = False        # defined but disabled in the released code
+    unwrap_text: bool = True              # read \boxed{\text{Yes}} as "yes"; False reproduces the released parser
     sample_timeout_s: float = 5.0         # per-sample limit; a sample over it gets reward 0 and a counted reason
     num_cpus: float = 0.25
 

@@ -120,7 +120,7 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
                                       scheduling_strategy=at(r.num_actors + i)).remote(i, L.num_workers)
                 for i in range(L.num_workers)]
     options = {"detail_penalty": cfg.reward.detail_penalty, "format_weight": cfg.reward.format_weight,
-               "counting1_detail_enabled": cfg.reward.counting1_detail}
+               "counting1_detail_enabled": cfg.reward.counting1_detail, "unwrap_text": cfg.reward.unwrap_text}
     reward = [RewardActor.options(name=f"reward-{i}", num_cpus=cfg.reward.num_cpus).remote(
         "map_vqa", options, cfg.reward.sample_timeout_s) for i in range(cfg.reward.num_actors)]
     buffer = TrajectoryBuffer.options(name="buffer").remote(cfg.buffer.capacity, cfg.buffer.max_staleness)

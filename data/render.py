@@ -20,6 +20,23 @@ PALETTE = (
     (231, 41, 138), (0, 150, 150), (140, 140, 0), (0, 0, 128), (110, 110, 110), (200, 160, 0),
 )
 
+# Lines named after a colour (Washington's "Red Line", Lisbon's "Azul") are drawn in that colour.
+NAMED_COLOURS = {
+    "red": (228, 26, 28), "vermelha": (228, 26, 28), "blue": (55, 126, 184), "azul": (55, 126, 184),
+    "green": (77, 175, 74), "verde": (77, 175, 74), "yellow": (230, 190, 0), "amarela": (230, 190, 0),
+    "orange": (255, 127, 0), "purple": (152, 78, 163), "brown": (166, 86, 40), "pink": (231, 41, 138),
+    "silver": (150, 150, 150), "grey": (110, 110, 110), "gray": (110, 110, 110), "gold": (200, 160, 0),
+}
+
+
+def line_colours(names: list[str]) -> dict[str, tuple[int, int, int]]:
+    """A colour per line: its named colour if it has one, else the palette in table order."""
+    out = {}
+    for i, name in enumerate(names):
+        words = [w for w in name.lower().replace("-", " ").split() if w in NAMED_COLOURS]
+        out[name] = NAMED_COLOURS[words[0]] if words else PALETTE[i % len(PALETTE)]
+    return out
+
 
 def _font(size: int) -> ImageFont.ImageFont:
     try:
@@ -122,13 +139,13 @@ def render_network(net: TransitNetwork, size: int = 448, max_labels: int = 120) 
     img = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(img)
     pad = max(4, size // 64)
-    legend_font = _font(max(9, size // 32))
+    legend_font = _font(max(9, min(size // 32, 20)))
     entries, legend_h = _legend(draw, legend_font, list(net.lines), size, pad)
     margin = max(24, size // 10)
     positions = net.positions or schematic_positions(net)
     xy = _project(positions, (margin, margin, size - margin, size - legend_h - margin // 2))
     width, r = max(3, size // 90), max(3, size // 100)
-    colours = {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(net.lines)}
+    colours = line_colours(list(net.lines))
     for name, stops in net.lines.items():
         if len(stops) > 1:
             draw.line([xy[s] for s in stops], fill=colours[name], width=width, joint="curve")

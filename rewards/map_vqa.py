@@ -10,6 +10,7 @@ released reward.
 
 from __future__ import annotations
 
+import numbers
 import re
 from typing import NamedTuple
 
@@ -56,11 +57,10 @@ def _field(row: dict, name: str):
 
 def _as_int(value, name: str) -> int:
     """An integer field; integral floats and digit strings are accepted."""
-    if isinstance(value, bool):
+    # numbers.* so numpy scalars from parquet/HF datasets (np.int64) pass too.
+    if isinstance(value, numbers.Integral):
         return int(value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, numbers.Real) and float(value).is_integer():
         return int(value)
     if isinstance(value, str) and _INTEGER.fullmatch(value.strip()):
         return int(value.strip())

@@ -10,6 +10,7 @@ r = W * (fw*F + 10*acc + 0.5*D);  W: easy 1.0, middle 1.2, hard 1.5, +0.5 planni
 
 import json
 
+import numpy as np
 import pytest
 
 from rewards.errors import RowError
@@ -199,6 +200,16 @@ def test_beijing_aliases():
     out = score(route(("八通线", "苹果园", "八角游乐园站")), plan_row("苹果园站", "八角游乐园站", 0, "hard", table))
     assert out["answer"] == "Line 1:苹果园>八角游乐园"
     assert out["total"] == pytest.approx(21.0)        # 1.5 * (1 + 10 + 0.5*6)
+
+
+def test_numpy_scalars_in_row():
+    # Rows read through pyarrow / pandas carry numpy scalars.
+    row = {**plan_row("Alpha", "Golf", np.int64(1)), "station_1": np.str_("Alpha")}
+    assert score(T1, row)["total"] == pytest.approx(26.35)                                  # as above
+    assert score(r"\boxed{5}", choice_row("counting2", np.int64(5)))["total"] == 11.0        # 1 * (1 + 10)
+    assert score(r"\boxed{5}", choice_row("counting2", np.float64(5.0)))["total"] == 11.0
+    with pytest.raises(RowError, match="answer"):
+        score(r"\boxed{5}", choice_row("counting2", np.float64(5.5)))
 
 
 def test_table_as_path_and_json_string(tmp_path):

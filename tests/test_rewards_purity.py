@@ -1,0 +1,11 @@
+"""rewards/ must stay importable without Ray or torch (DESIGN.md layering)."""
+
+import subprocess
+import sys
+
+
+def test_rewards_imports_no_ray_or_torch():
+    code = ("import sys, rewards.map_vqa, rewards.answer, rewards.stations, rewards.errors; "
+            "bad = sorted(m for m in ('ray', 'torch') if m in sys.modules); "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True)
