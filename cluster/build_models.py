@@ -17,6 +17,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--cache-dir", default=None, help="default: $WAYPOINT_CACHE or ~/.cache/waypoint")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    _quiet_progress_bars()
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         start = time.perf_counter()
         path = resolve_model(name, cache_dir=args.cache_dir, seed=args.seed)
@@ -28,6 +29,13 @@ def _param_count(path: str) -> int:
     from learner.tiny_models import param_count
 
     return param_count(path)
+
+
+def _quiet_progress_bars() -> None:
+    """transformers' per-shard progress bars only clutter this short output."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
 
 if __name__ == "__main__":

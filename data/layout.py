@@ -2,7 +2,8 @@
 
 Start: line i is laid along a straight spoke at angle pi*i/N through the centre, a shared station at the
 mean of its placements. Then a fixed number of Fruchterman-Reingold steps (numpy, no randomness beyond a
-fixed-seed jitter) pull neighbours together and push everything else apart. Same table, same positions.
+fixed-seed jitter) pull neighbours together and push everything else apart, with a mild pull to the centre
+in place of a frame. Same table, same positions. Real cities with a real map image never use this.
 """
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def _edges(net: TransitNetwork, index: dict[str, int]) -> np.ndarray:
     return np.array(sorted(p for p in pairs if p[0] != p[1]), dtype=int).reshape(-1, 2)
 
 
-def schematic_positions(net: TransitNetwork, iterations: int = 200, gravity: float = 0.05) -> dict[str, tuple[float, float]]:
+def schematic_positions(net: TransitNetwork, iterations: int = 200,
+                        gravity: float = 0.05) -> dict[str, tuple[float, float]]:
     """Station -> (x, y), arbitrary scale (the renderer fits it to the canvas)."""
     stations = net.stations()
     index = {s: i for i, s in enumerate(stations)}

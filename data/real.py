@@ -1,5 +1,6 @@
-"""The 25 real transit networks of ReasonMap (stations/<country>/<city>.json) and the 13 real map images
-(maps/<country>/<city>.png), and the question set the project generates over them (source="real").
+"""The 25 real transit networks of ReasonMap (stations/<country>/<city>.json), the real map images
+(maps/<country>/<city>.png: 12 present, although the data README says 13), and the question set the
+project generates over them (source="real"); cities without a real image get a rendered schematic.
 
 Station markers (" (Transfer Station)", "（换乘站）", ...) are stripped on load; a name shared by two lines is
 one transfer station. City difficulty uses `data.network.REAL_THRESHOLDS`: easy = at most 4 lines and at

@@ -1,7 +1,7 @@
 """Draw a TransitNetwork as a PNG: coloured line polylines, station dots (white rings for transfer
 stations), station labels and a legend of line names under the map.
 
-Uses Pillow's bundled font, so the bytes are the same on every machine for the same network and size.
+Uses Pillow's bundled font (never a system font), so the same network and size give the same bytes.
 Networks without positions get a schematic layout (`data.layout`). Labels are skipped for names the font
 cannot draw (the bundled font has no CJK glyphs) and, on big networks, for non-transfer stations.
 """
@@ -97,12 +97,16 @@ def _track_points(xy, net, step=4.0) -> np.ndarray:
     return np.concatenate(pts)
 
 
+def _overlap(a, b) -> bool:
+    return not (a[2] < b[0] or a[0] > b[2] or a[3] < b[1] or a[1] > b[3])
+
+
 def _place_label(box_of, obstacles, taken, size):
     """The candidate box (in _CORNERS order) inside the image with the fewest collisions."""
     def cost(b):
         x, y = obstacles[:, 0], obstacles[:, 1]
         hits = int(np.count_nonzero((x >= b[0]) & (x <= b[2]) & (y >= b[1]) & (y <= b[3])))
-        overlaps = sum(not (b[2] < t[0] or b[0] > t[2] or b[3] < t[1] or b[1] > t[3]) for t in taken)
+        overlaps = sum(_overlap(b, t) for t in taken)
         outside = b[0] < 0 or b[1] < 0 or b[2] > size[0] or b[3] > size[1]
         return (outside, overlaps, hits)
     return min((box_of(c) for c in _CORNERS), key=cost)
@@ -128,10 +132,21 @@ def _draw_labels(draw, net, xy, transfers, font, r, max_labels, size):
             continue
         text_w = draw.textlength(s, font=font)
         box = _place_label(lambda c: _label_box(text_w, text_h, xy[s], r, c), obstacles, taken, (size, size))
-        if any(not (box[2] < t[0] or box[0] > t[2] or box[3] < t[1] or box[1] > t[3]) for t in taken):
+        if any(_overlap(box, t) for t in taken):
             continue
         taken.append(box)
         draw.text(box[:2], s, fill="black", font=font, stroke_width=2, stroke_fill="white")
+
+
+def _draw_legend(draw, net, colours, font, entries, top, pad, line_width, size):
+    draw.line((0, top, size, top), fill=(200, 200, 200), width=1)
+    text_h = font.getbbox("Ag")[3]
+    for x, y, name in entries:
+        mid = top + pad // 2 + y + text_h // 2
+        draw.line((x, mid, x + 2 * pad, mid), fill=colours[name], width=line_width)
+        # A name the font cannot draw is shown by its position in the table (= in the map text).
+        label = name if _drawable(font, name) else f"#{list(net.lines).index(name) + 1}"
+        draw.text((x + 3 * pad, top + pad // 2 + y), label, fill="black", font=font)
 
 
 def render_network(net: TransitNetwork, size: int = 448, max_labels: int = 120) -> bytes:
@@ -139,12 +154,15 @@ def render_network(net: TransitNetwork, size: int = 448, max_labels: int = 120) 
     img = Image.new("RGB", (size, size), "white")
     draw = ImageDraw.Draw(img)
     pad = max(4, size // 64)
-    legend_font = _font(max(9, min(size // 32, 20)))
+    legend_font = _font(max(9, min(size // 32, 24)))
     entries, legend_h = _legend(draw, legend_font, list(net.lines), size, pad)
     margin = max(24, size // 10)
-    positions = net.positions or schematic_positions(net)
-    xy = _project(positions, (margin, margin, size - margin, size - legend_h - margin // 2))
-    width, r = max(3, size // 90), max(3, size // 100)
+    positions = net.positions if net.positions and set(net.stations()) <= set(net.positions) else None
+    positions = positions or schematic_positions(net)
+    box = (margin, margin, size - margin, size - legend_h - margin // 2)
+    xy = _project({s: positions[s] for s in net.stations()}, box)
+    spacing = size / max(len(xy), 1) ** 0.5  # typical distance between stations
+    width, r = max(2, min(size // 90, int(spacing / 10))), max(2, min(size // 100, int(spacing / 8)))
     colours = line_colours(list(net.lines))
     for name, stops in net.lines.items():
         if len(stops) > 1:
@@ -156,13 +174,7 @@ def render_network(net: TransitNetwork, size: int = 448, max_labels: int = 120) 
         else:
             draw.ellipse((x - r, y - r, x + r, y + r), fill=colours[net.lines_through(s)[0]])
     _draw_labels(draw, net, xy, transfers, _font(_label_size(net, size)), r + 2, max_labels, size)
-    top = size - legend_h
-    draw.line((0, top, size, top), fill=(200, 200, 200), width=1)
-    for x, y, name in entries:
-        mid = top + pad // 2 + y + legend_font.getbbox("Ag")[3] // 2
-        draw.line((x, mid, x + 2 * pad, mid), fill=colours[name], width=width)
-        label = name if _drawable(legend_font, name) else f"#{list(net.lines).index(name) + 1}"
-        draw.text((x + 3 * pad, top + pad // 2 + y), label, fill="black", font=legend_font)
+    _draw_legend(draw, net, colours, legend_font, entries, size - legend_h, pad, width, size)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     return buf.getvalue()

@@ -38,7 +38,7 @@ def convert_smollm2(out_dir) -> Path:
     _check_gguf_reader()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = load_gguf_model(gguf)
-    _set_eos(model, tokenizer)
+    _finish_tokenizer(model, tokenizer)
     out = Path(out_dir)
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
@@ -73,8 +73,8 @@ def load_gguf_model(gguf: Path):
     return model.eval()
 
 
-def _set_eos(model, tokenizer) -> None:
-    """Make generation stop at the chat end-of-turn token."""
+def _finish_tokenizer(model, tokenizer) -> None:
+    """Stop generation at the chat end-of-turn token; record the real context length."""
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     if isinstance(im_end, int) and im_end != tokenizer.unk_token_id:
         model.generation_config.eos_token_id = im_end
@@ -82,3 +82,4 @@ def _set_eos(model, tokenizer) -> None:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    tokenizer.model_max_length = model.config.max_position_embeddings

@@ -273,7 +273,7 @@ def load_vl_processor(path):
 
 def mm_token_type_ids(input_ids: torch.Tensor, image_token_id: int, video_token_id: int) -> torch.Tensor:
     """Modality of each token (0 text, 1 image, 2 video), as Qwen2-VL's M-RoPE expects."""
-    types = torch.zeros_like(input_ids, dtype=torch.int32)
+    types = torch.zeros_like(input_ids)  # same dtype as the processor returns (int64)
     types[input_ids == image_token_id] = 1
     types[input_ids == video_token_id] = 2
     return types
