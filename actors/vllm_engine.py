@@ -62,6 +62,11 @@ class VLLMEngine:
         return result
 
     def load_weights(self, named_tensors) -> None:
-        weights = list(named_tensors)
+        import warnings
+
+        import torch
+        with warnings.catch_warnings():   # object-store arrays are read-only; vLLM copies them into its params
+            warnings.simplefilter("ignore", UserWarning)
+            weights = [(k, torch.as_tensor(v)) for k, v in named_tensors]
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
         self.llm.reset_prefix_cache()   # cached KV blocks were computed with the old weights
