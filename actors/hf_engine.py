@@ -58,6 +58,14 @@ class HFEngine:
             samples.append(GeneratedSample(tokens, lps, text, reason))
         return samples
 
+    @torch.no_grad()
+    def sequence_logprobs(self, prompt_ids: list[int], response_ids: list[int]) -> list[float]:
+        """log p(response token | prefix) under the current weights (temperature 1, text-only prompt)."""
+        ids = torch.tensor([list(prompt_ids) + list(response_ids)])
+        logits = self.model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()
+        lp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(response_ids)[:, None])[:, 0]
+        return lp.tolist()
+
     def load_weights(self, named_tensors) -> None:
         state = {k: torch.as_tensor(v) for k, v in named_tensors}
         missing, unexpected = self.model.load_state_dict(state, strict=False)

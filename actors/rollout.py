@@ -94,5 +94,9 @@ class RolloutActor:
     def version(self) -> int:
         return self.impl.version
 
+    def sequence_logprobs(self, prompt_ids: list[int], response_ids: list[int]) -> list[float]:
+        """What the engine's current weights say about a fixed sequence (used to verify weight sync)."""
+        return self.impl.engine.sequence_logprobs(prompt_ids, response_ids)
+
     def ready(self) -> bool:
         return True

@@ -61,6 +61,16 @@ class VLLMEngine:
             result.append(group)
         return result
 
+    def sequence_logprobs(self, prompt_ids: list[int], response_ids: list[int]) -> list[float]:
+        """log p(response token | prefix) under the weights this engine serves now (temperature 1)."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        params = SamplingParams(max_tokens=1, prompt_logprobs=0, temperature=1.0)
+        ids = list(prompt_ids) + list(response_ids)
+        out = self.llm.generate([TokensPrompt(prompt_token_ids=ids)], params, use_tqdm=False)[0]
+        steps = out.prompt_logprobs[len(prompt_ids):]
+        return [float(step[t].logprob) for t, step in zip(response_ids, steps)]
+
     def load_weights(self, named_tensors) -> None:
         import warnings
 

@@ -31,7 +31,7 @@ def worker_env(use_gpu: bool) -> dict[str, str]:
     if not use_gpu:
         env["DS_ACCELERATOR"] = "cpu"
         env["CUDA_VISIBLE_DEVICES"] = ""
-    for key in ("WAYPOINT_CACHE", "WAYPOINT_REASONMAP_DIR", "HF_HUB_OFFLINE"):
+    for key in ("WAYPOINT_CACHE", "WAYPOINT_REASONMAP_DIR", "WAYPOINT_LOCAL_CLUSTER", "HF_HUB_OFFLINE"):
         if key in os.environ:
             env[key] = os.environ[key]
     return env
@@ -39,21 +39,24 @@ def worker_env(use_gpu: bool) -> dict[str, str]:
 
 def start_cluster(cfg: WaypointConfig) -> dict:
     c = cfg.cluster
-    use_gpu = cfg.rollout.num_gpus > 0 or cfg.learner.num_gpus > 0
-    runtime_env = {"env_vars": worker_env(use_gpu)}
     if ray.is_initialized():
         return {"mode": "existing"}
     address = c.address or os.environ.get("RAY_ADDRESS")
-    if address:   # under `ray job submit` RAY_ADDRESS points at the cluster this job runs in
-        ray.init(address=address, runtime_env=runtime_env, log_to_driver=True)
+    if address:
+        # Under `ray job submit` RAY_ADDRESS points at the cluster this job runs in. No runtime_env here:
+        # it would replace the job's (its working_dir); actors add their env vars on top instead.
+        ray.init(address=address, log_to_driver=True)
         return {"mode": "joined", "address": address}
     os.environ["WAYPOINT_LOCAL_CLUSTER"] = "1"
-    runtime_env["env_vars"]["WAYPOINT_LOCAL_CLUSTER"] = "1"
     ray.init(address="local", num_cpus=c.num_cpus or max(os.cpu_count() or 1, _cpus_needed(cfg)),
-             num_gpus=0 if not use_gpu else None, include_dashboard=c.include_dashboard,
+             num_gpus=0 if not _uses_gpu(cfg) else None, include_dashboard=c.include_dashboard,
              dashboard_host=c.host, dashboard_port=c.dashboard_port, _node_ip_address=c.host,
-             runtime_env=runtime_env, log_to_driver=True, configure_logging=False)
+             log_to_driver=True, configure_logging=False)
     return {"mode": "local", "dashboard": f"http://{c.host}:{c.dashboard_port}" if c.include_dashboard else None}
+
+
+def _uses_gpu(cfg: WaypointConfig) -> bool:
+    return cfg.rollout.num_gpus > 0 or cfg.learner.num_gpus > 0
 
 
 def _cpus_needed(cfg: WaypointConfig) -> int:
@@ -108,21 +111,24 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
     def at(i):
         return PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=i)
 
+    env = {"env_vars": worker_env(_uses_gpu(cfg))}
+
     r = cfg.rollout
     rollout_cfg = r.model_dump()
     rollout = [RolloutActor.options(name=f"rollout-{i}", num_cpus=r.num_cpus, num_gpus=r.num_gpus,
-                                    scheduling_strategy=at(i)).remote(
+                                    scheduling_strategy=at(i), runtime_env=env).remote(
         model_path, engine, vision, rollout_cfg, cfg.data.include_map_text, seed=cfg.train.seed + i,
         dtype=cfg.model.dtype, torch_threads=max(1, int(r.num_cpus)))
         for i in range(r.num_actors)]
     L = cfg.learner
     learners = [LearnerWorker.options(name=f"learner-{i}", num_cpus=L.num_cpus, num_gpus=L.num_gpus,
-                                      scheduling_strategy=at(r.num_actors + i)).remote(i, L.num_workers)
+                                      scheduling_strategy=at(r.num_actors + i), runtime_env=env).remote(
+        i, L.num_workers)
                 for i in range(L.num_workers)]
     options = {"detail_penalty": cfg.reward.detail_penalty, "format_weight": cfg.reward.format_weight,
                "counting1_detail_enabled": cfg.reward.counting1_detail, "unwrap_text": cfg.reward.unwrap_text}
-    reward = [RewardActor.options(name=f"reward-{i}", num_cpus=cfg.reward.num_cpus).remote(
+    reward = [RewardActor.options(name=f"reward-{i}", num_cpus=cfg.reward.num_cpus, runtime_env=env).remote(
         "map_vqa", options, cfg.reward.sample_timeout_s) for i in range(cfg.reward.num_actors)]
-    buffer = TrajectoryBuffer.options(name="buffer").remote(cfg.buffer.capacity, cfg.buffer.max_staleness)
+    buffer = TrajectoryBuffer.options(name="buffer", runtime_env=env).remote(cfg.buffer.capacity, cfg.buffer.max_staleness)
     ray.get([a.ready.remote() for a in rollout])   # surface engine start-up errors here, not mid-run
     return Actors(rollout, reward, buffer, learners, pg)

@@ -53,7 +53,7 @@ def resolve_model(spec: str, cache_dir: str | None = None, seed: int = 0,
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} has no config.json; not a transformers checkpoint")
-        return str(path)
+        return spec if path == Path(spec) else str(path)
     raise ValueError(f"unknown model {spec!r}: not a directory and not one of {', '.join(MODEL_NAMES)}")
 
 

@@ -192,6 +192,8 @@ def build_tiny_qwen2_vl(out_dir, tokenizer, seed: int = 0, hidden_size: int = 12
     text = _text_config_kwargs(tokenizer, hidden_size, num_layers, num_heads, num_kv_heads,
                                intermediate_size, max_position_embeddings)
     head_dim = hidden_size // num_heads
+    if head_dim % 16:
+        raise ValueError(f"head_dim {head_dim} must be a multiple of 16 for the M-RoPE split")
     # M-RoPE splits head_dim/2 rotary frequencies over (t, h, w); Qwen uses a 2:3:3 split.
     quarter = head_dim // 2 // 8
     text["rope_parameters"] = {"rope_type": "default", "rope_theta": 1e6,
@@ -295,12 +297,6 @@ def vl_forward_kwargs(config, input_ids: torch.Tensor, attention_mask: torch.Ten
         kwargs["image_grid_thw"] = image_grid_thw
         kwargs["mm_token_type_ids"] = mm_token_type_ids(input_ids, config.image_token_id, config.video_token_id)
     return kwargs
-
-
-def is_vision_config(config_path) -> bool:
-    """True when a saved config.json describes a vision-language model."""
-    cfg = json.loads(Path(config_path).read_text())
-    return "vision_config" in cfg
 
 
 def param_count(model_dir) -> int:

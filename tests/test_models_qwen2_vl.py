@@ -13,8 +13,12 @@ torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    tok = train_tokenizer(tokenizer_corpus(20, 0))
+def tok():
+    return train_tokenizer(tokenizer_corpus(20, 0))
+
+
+@pytest.fixture(scope="module")
+def model_dir(tok, tmp_path_factory):
     return build_tiny_qwen2_vl(tmp_path_factory.mktemp("q2vl"), tok, seed=0)
 
 
@@ -98,3 +102,11 @@ def test_text_only_forward(model, processor):
     with torch.no_grad():
         logits = model(**kwargs).logits
     assert torch.isfinite(logits).all()
+
+
+def test_deterministic(tok, model_dir, tmp_path):
+    again = build_tiny_qwen2_vl(tmp_path / "again", tok, seed=0)
+    for name in ("model.safetensors", "config.json", "processor_config.json", "tokenizer.json"):
+        assert (again / name).read_bytes() == (model_dir / name).read_bytes(), name
+    other = build_tiny_qwen2_vl(tmp_path / "other", tok, seed=1)
+    assert (other / "model.safetensors").read_bytes() != (model_dir / "model.safetensors").read_bytes()

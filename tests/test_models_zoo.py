@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from learner.model_zoo import cache_entry_name, is_vision_model, resolve_model
+from learner.model_zoo import _publish, cache_entry_name, is_vision_model, resolve_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"corpus_networks": 10, "vocab_size": 600}   # quick tokenizer training
@@ -63,3 +63,12 @@ def test_concurrent_builds_agree(tmp_path):
     paths = {out.strip().splitlines()[-1] for out, _ in outs}
     assert len(paths) == 1
     assert [p.name for p in tmp_path.iterdir()] == [Path(paths.pop()).name]   # no temp dirs left behind
+
+
+def test_publish_keeps_the_winner(tmp_path):
+    final, mine = tmp_path / "model", tmp_path / ".model.tmp"
+    for d, tag in ((final, "theirs"), (mine, "mine")):
+        d.mkdir()
+        (d / "config.json").write_text(tag)
+    _publish(mine, final)                                  # lost the race: no error, theirs stays
+    assert (final / "config.json").read_text() == "theirs"
