@@ -20,10 +20,10 @@ SMOLLM2 = "smollm2-135m-instruct"
 MODEL_NAMES = (TINY_QWEN2, TINY_QWEN2_VL, SMOLLM2)
 
 # Bump when a builder changes what it writes, so stale cache entries are not reused.
-BUILD_VERSION = 1
+BUILD_VERSION = 2
 
 # Overrides that shape the tokenizer rather than the network.
-TOKENIZER_KEYS = {"vocab_size": 1024, "corpus_networks": 200, "corpus_seed": 0}
+TOKENIZER_KEYS = {"vocab_size": 1024, "corpus_networks": 200, "corpus_seed": 0, "answer_tokens": True}
 TEXT_KEYS = {"hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermediate_size",
              "max_position_embeddings"}
 VISION_KEYS = TEXT_KEYS | {"vision_depth", "vision_embed_dim", "vision_heads", "min_pixels", "max_pixels"}
@@ -112,7 +112,8 @@ def build_named(name: str, out_dir, seed: int = 0, overrides: dict | None = None
     return builder(out_dir, tokenizer, seed=seed, **overrides)
 
 
-def tiny_tokenizer(vocab_size: int = 1024, corpus_networks: int = 200, corpus_seed: int = 0):
+def tiny_tokenizer(vocab_size: int = 1024, corpus_networks: int = 200, corpus_seed: int = 0,
+                   answer_tokens: bool = True):
     """The BPE tokenizer of the tiny models, trained on the task corpus.
 
     Its corpus seed is fixed separately from the model seed, so tiny models built with
@@ -121,4 +122,5 @@ def tiny_tokenizer(vocab_size: int = 1024, corpus_networks: int = 200, corpus_se
     from data.corpus import tokenizer_corpus
     from learner.tiny_models import train_tokenizer
 
-    return train_tokenizer(tokenizer_corpus(corpus_networks, corpus_seed), vocab_size=vocab_size)
+    return train_tokenizer(tokenizer_corpus(corpus_networks, corpus_seed), vocab_size=vocab_size,
+                           answer_tokens=answer_tokens)

@@ -21,9 +21,12 @@ class EncodedPrompt:
 
 
 def load_processor(model_path: str, vision: bool):
-    """AutoProcessor for vision-language checkpoints, the tokenizer otherwise."""
-    from transformers import AutoProcessor, AutoTokenizer
-    return AutoProcessor.from_pretrained(model_path) if vision else AutoTokenizer.from_pretrained(model_path)
+    """The processor for vision-language checkpoints (torchvision-free where needed), else the tokenizer."""
+    if vision:
+        from learner.tiny_models import load_vl_processor
+        return load_vl_processor(model_path)
+    from transformers import AutoTokenizer
+    return AutoTokenizer.from_pretrained(model_path)
 
 
 def tokenizer_of(processor):

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 import torch
-from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from transformers import (
     GenerationConfig,
     PreTrainedTokenizerFast,
@@ -55,17 +55,25 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}"
 )
 
+# Closed-set answers as whole tokens. A randomly initialised policy finds the answer format only by
+# sampling it: with `\boxed{yes}` as one token of ~1000 it shows up in a few percent of 16-token samples,
+# as three tokens almost never. Real tokenizers need no such help (pretraining taught the format).
+ANSWER_TOKENS = ([r"\boxed{yes}", r"\boxed{no}"] + [rf"\boxed{{{c}}}" for c in "ABCD"]
+                 + [rf"\boxed{{{n}}}" for n in range(13)])
+
 # Small images keep the number of vision tokens (and CPU time) low: 56x56 -> 4 tokens,
 # 224x224 -> 64 tokens after the 2x2 merge.
 MIN_PIXELS = 56 * 56
 MAX_PIXELS = 224 * 224
 
 
-def train_tokenizer(corpus: list[str], vocab_size: int = 1024, seed: int = 0) -> PreTrainedTokenizerFast:
+def train_tokenizer(corpus: list[str], vocab_size: int = 1024, seed: int = 0,
+                    answer_tokens: bool = True) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE tokenizer with Qwen special tokens and chat template.
 
     BPE training is deterministic for a given corpus; `seed` is accepted for API symmetry
-    with the model builders and does not change the result.
+    with the model builders and does not change the result. `answer_tokens` adds ANSWER_TOKENS as
+    ordinary (non-special) whole tokens, so they decode to their text like any other token.
     """
     del seed
     tok = Tokenizer(models.BPE())
@@ -80,13 +88,16 @@ def train_tokenizer(corpus: list[str], vocab_size: int = 1024, seed: int = 0) ->
     )
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
+        # the added answer tokens count towards vocab_size, so the total stays a multiple of 64
+        vocab_size=vocab_size - (len(ANSWER_TOKENS) if answer_tokens else 0),
         special_tokens=SPECIAL_TOKENS,
         # All 256 byte symbols, so any text (unseen characters included) round-trips.
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer=trainer)
+    if answer_tokens:
+        tok.add_tokens([AddedToken(t, normalized=False, special=False) for t in ANSWER_TOKENS])
     return _wrap_tokenizer(tok)
 
 
