@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import ray
@@ -30,47 +31,55 @@ def train(cfg: WaypointConfig) -> dict:
     model_path, vision, engine = resolve_policy(cfg)             # builds the tiny model on first use
     rows = load_task_rows(cfg, vision)                            # synthetic / real / parquet questions
     cluster = start_cluster(cfg)                                  # local Ray on loopback, or join
-    actors = spawn_actors(cfg, model_path, vision, engine)
-    G, gps = cfg.rollout.group_size, cfg.train.groups_per_step
-    learner = LearnerGroup(actors.learner_workers, dict(
-        model_path=model_path, vision=vision, algo=cfg.algorithm.model_dump(), learner=cfg.learner.model_dump(),
-        temperature=cfg.rollout.temperature, max_new_tokens=cfg.rollout.max_new_tokens, seqs_per_step=gps * G,
-        dtype=cfg.model.dtype), backend=cfg.learner.backend)
-    transport = TRANSPORTS[cfg.learner.weight_sync]()
-    sampler = PromptSampler(rows, seed=cfg.train.seed)
-    feeder = RolloutFeeder(sampler, actors.rollout, actors.reward, actors.buffer, gps, cfg.buffer.max_staleness,
-                           total_groups=gps * cfg.train.steps, prompts_per_call=cfg.rollout.prompts_per_call)
-    metrics = MetricsLogger(run_dir, cfg.cluster.host, cfg.cluster.metrics_port)
-    print(f"[waypoint] model={model_path} engine={engine} vision={vision} rows={len(rows)} "
-          f"ray={cluster} metrics=http://{cfg.cluster.host}:{metrics.port}/metrics log={metrics.path}", flush=True)
+    actors = spawn_actors(cfg, model_path, vision, engine, prefix=f"{run_dir.name}-{uuid.uuid4().hex[:6]}/")
+    feeder = None
+    try:
+        G, gps = cfg.rollout.group_size, cfg.train.groups_per_step
+        learner = LearnerGroup(actors.learner_workers, dict(
+            model_path=model_path, vision=vision, algo=cfg.algorithm.model_dump(),
+            learner=cfg.learner.model_dump(), temperature=cfg.rollout.temperature,
+            max_new_tokens=cfg.rollout.max_new_tokens, seqs_per_step=gps * G, dtype=cfg.model.dtype),
+            backend=cfg.learner.backend)
+        transport = TRANSPORTS[cfg.learner.weight_sync]()
+        sampler = PromptSampler(rows, seed=cfg.train.seed)
+        feeder = RolloutFeeder(sampler, actors.rollout, actors.reward, actors.buffer, gps,
+                               cfg.buffer.max_staleness, total_groups=gps * cfg.train.steps,
+                               prompts_per_call=cfg.rollout.prompts_per_call)
+        metrics = MetricsLogger(run_dir, cfg.cluster.host, cfg.cluster.metrics_port)
+        print(f"[waypoint] model={model_path} engine={engine} vision={vision} rows={len(rows)} ray={cluster} "
+              f"metrics=http://{cfg.cluster.host}:{metrics.port}/metrics log={metrics.path}", flush=True)
 
-    feeder.start()
-    last = feeder.stats()
-    with progress_bar(cfg.train.steps, enabled=cfg.train.progress) as bar:
-        for step in range(cfg.train.steps):
-            t0 = time.perf_counter()
-            batch = take_batch(actors.buffer, feeder, gps, learner_version=step)      # waits for scored groups
-            t1 = time.perf_counter()
-            stats = learner.step([entry[0] for entry in batch])                     # advantages, loss, optimizer
-            t2 = time.perf_counter()
-            sync = transport.publish(learner, actors.rollout, version=step + 1)       # rollout gets new weights
-            feeder.advance(step + 1)                                                  # may generate for v+1
-            now = feeder.stats()
-            record = step_record(stats, sync, now, last, ray.get(actors.buffer.stats.remote()),
-                                 wait_s=t1 - t0, learn_s=t2 - t1, step_s=time.perf_counter() - t0)
-            last = now
-            metrics.log(step, record)
-            bar.update(step, record)
+        feeder.start()
+        last = feeder.stats()
+        with progress_bar(cfg.train.steps, enabled=cfg.train.progress) as bar:
+            for step in range(cfg.train.steps):
+                t0 = time.perf_counter()
+                batch = take_batch(actors.buffer, feeder, gps, learner_version=step)  # scored groups
+                t1 = time.perf_counter()
+                stats = learner.step([entry[0] for entry in batch])                 # advantages, loss, step
+                t2 = time.perf_counter()
+                sync = transport.publish(learner, actors.rollout, version=step + 1)   # new weights out
+                feeder.advance(step + 1)                                              # generate for v+1
+                now = feeder.stats()
+                record = step_record(stats, sync, now, last, ray.get(actors.buffer.stats.remote()),
+                                     wait_s=t1 - t0, learn_s=t2 - t1, step_s=time.perf_counter() - t0)
+                last = now
+                metrics.log(step, record)
+                bar.update(step, record)
 
-    feeder.stop(drain=True)
-    summary = close_accounting(feeder.stats(), ray.get(actors.buffer.stats.remote()), cfg.train.steps * gps)
-    summary["metrics_path"] = str(metrics.path)
-    learner.save(str(run_dir / "checkpoint"))
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    learner.shutdown()
-    metrics.close()
-    print("[waypoint] accounting: " + json.dumps(summary["accounting"]), flush=True)
-    return summary
+        feeder.stop(drain=True)
+        summary = close_accounting(feeder.stats(), ray.get(actors.buffer.stats.remote()), cfg.train.steps * gps)
+        summary["metrics_path"] = str(metrics.path)
+        learner.save(str(run_dir / "checkpoint"))
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+        learner.shutdown()
+        metrics.close()
+        print("[waypoint] accounting: " + json.dumps(summary["accounting"]), flush=True)
+        return summary
+    finally:
+        if feeder is not None and feeder.running:
+            feeder.stop(drain=False)
+        actors.shutdown()
 
 
 def take_batch(buffer, feeder: RolloutFeeder, n: int, learner_version: int, poll_s: float = 5.0) -> list:

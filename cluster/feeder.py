@@ -49,6 +49,10 @@ class RolloutFeeder:
     def start(self) -> None:
         self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
     def advance(self, version: int) -> None:
         with self._lock:
             self.version = version

@@ -92,8 +92,16 @@ class Actors:
     learner_workers: list
     placement_group: object
 
+    def shutdown(self) -> None:
+        """Kill every actor and free the placement group (a long-lived cluster outlives the run)."""
+        from ray.util.placement_group import remove_placement_group
+        for a in [*self.rollout, *self.reward, self.buffer, *self.learner_workers]:
+            ray.kill(a, no_restart=True)
+        remove_placement_group(self.placement_group)
 
-def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str) -> Actors:
+
+def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str, prefix: str = "") -> Actors:
+    """Named actors (`{prefix}rollout-0`, ...), so the Ray dashboard shows which is which."""
     from actors.buffer import TrajectoryBuffer
     from actors.learner_worker import LearnerWorker
     from actors.reward import RewardActor
@@ -101,7 +109,7 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
 
     bundles = bundles_for(cfg)
     check_resources(bundles, ray.cluster_resources())
-    pg = placement_group(bundles, strategy=cfg.cluster.placement_strategy, name="waypoint")
+    pg = placement_group(bundles, strategy=cfg.cluster.placement_strategy, name=f"{prefix}waypoint")
     try:
         ray.get(pg.ready(), timeout=120)
     except ray.exceptions.GetTimeoutError as e:
@@ -115,20 +123,20 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
 
     r = cfg.rollout
     rollout_cfg = r.model_dump()
-    rollout = [RolloutActor.options(name=f"rollout-{i}", num_cpus=r.num_cpus, num_gpus=r.num_gpus,
+    rollout = [RolloutActor.options(name=f"{prefix}rollout-{i}", num_cpus=r.num_cpus, num_gpus=r.num_gpus,
                                     scheduling_strategy=at(i), runtime_env=env).remote(
         model_path, engine, vision, rollout_cfg, cfg.data.include_map_text, seed=cfg.train.seed + i,
         dtype=cfg.model.dtype, torch_threads=max(1, int(r.num_cpus)))
         for i in range(r.num_actors)]
     L = cfg.learner
-    learners = [LearnerWorker.options(name=f"learner-{i}", num_cpus=L.num_cpus, num_gpus=L.num_gpus,
+    learners = [LearnerWorker.options(name=f"{prefix}learner-{i}", num_cpus=L.num_cpus, num_gpus=L.num_gpus,
                                       scheduling_strategy=at(r.num_actors + i), runtime_env=env).remote(
         i, L.num_workers)
                 for i in range(L.num_workers)]
     options = {"detail_penalty": cfg.reward.detail_penalty, "format_weight": cfg.reward.format_weight,
                "counting1_detail_enabled": cfg.reward.counting1_detail, "unwrap_text": cfg.reward.unwrap_text}
-    reward = [RewardActor.options(name=f"reward-{i}", num_cpus=cfg.reward.num_cpus, runtime_env=env).remote(
+    reward = [RewardActor.options(name=f"{prefix}reward-{i}", num_cpus=cfg.reward.num_cpus, runtime_env=env).remote(
         "map_vqa", options, cfg.reward.sample_timeout_s) for i in range(cfg.reward.num_actors)]
-    buffer = TrajectoryBuffer.options(name="buffer", runtime_env=env).remote(cfg.buffer.capacity, cfg.buffer.max_staleness)
+    buffer = TrajectoryBuffer.options(name=f"{prefix}buffer", runtime_env=env).remote(cfg.buffer.capacity, cfg.buffer.max_staleness)
     ray.get([a.ready.remote() for a in rollout])   # surface engine start-up errors here, not mid-run
     return Actors(rollout, reward, buffer, learners, pg)
