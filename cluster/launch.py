@@ -25,6 +25,8 @@ def worker_env(use_gpu: bool) -> dict[str, str]:
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
         "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        # vLLM logs every in-place weight reload at INFO (and a harmless rotary-embedding WARNING)
+        "VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "ERROR"),
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
         "PYTHONWARNINGS": "ignore::UserWarning",
     }
