@@ -78,7 +78,7 @@ def test_train_loop_logs_every_metric_and_accounting_closes(local_ray, tmp_path)
     from cluster.controller import train
     from cluster.metrics import read_jsonl
 
-    cfg = small_cfg(tmp_path, "train.steps=3", "buffer.max_staleness=1")
+    cfg = small_cfg(tmp_path, "train.steps=3", "buffer.max_staleness=1", "algorithm.kl_coef=0.01")
     summary = train(cfg)
     acct = summary["accounting"]
     assert acct["closes"] and acct["consumed"] == 3 * 2
@@ -92,6 +92,7 @@ def test_train_loop_logs_every_metric_and_accounting_closes(local_ray, tmp_path)
             assert math.isfinite(r[k]), (k, r[k])
         assert r["staleness/max"] <= 1
     assert records[-1]["learner_version"] == 3
+    assert all(math.isfinite(r["loss/kl"]) and r["loss/kl"] >= 0 for r in records)   # frozen-reference KL on
     assert (tmp_path / "run" / "checkpoint").is_dir()
 
 
