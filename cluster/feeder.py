@@ -120,7 +120,7 @@ class RolloutFeeder:
             try:
                 status = ray.get(status_ref)
             except (RayActorError, RayTaskError, GetTimeoutError) as e:
-                reason = "rollout_error" if self._rollout_dead(idx) else "reward_error"
+                reason = self._failure_reason(idx, e)
                 with self._lock:
                     self.generated += 1
                     self.dropped[reason] += 1
@@ -147,13 +147,14 @@ class RolloutFeeder:
                 self._calls[entry[0]] -= 1
         return entry[0]
 
-    def _rollout_dead(self, idx: int) -> bool:
+    def _failure_reason(self, idx: int, err: Exception) -> str:
+        """rollout_dead (actor gone, taken out of rotation) | rollout_error (generate raised) | reward_error."""
         if idx in self._dead:
-            return True
+            return "rollout_dead"
         try:
             ray.get(self.rollout[idx].ready.remote(), timeout=30)
-            return False
         except Exception:  # noqa: BLE001 - any failure to answer means it is gone
             self._dead.add(idx)
-            return True
-
+            return "rollout_dead"
+        # a reward task whose input failed re-raises the rollout's error, naming its generate() call
+        return "rollout_error" if ".generate()" in str(err) else "reward_error"

@@ -1,0 +1,84 @@
+"""RolloutFeeder with misbehaving actors: failures are counted, regenerated, and the run goes on."""
+import os
+import time
+
+import pytest
+import ray
+
+from actors.buffer import TrajectoryBuffer
+from actors.reward import RewardActor
+from cluster.feeder import RolloutFeeder
+from data.sampler import PromptSampler
+from data.trajectory import Sample, TrajectoryGroup
+
+ROW = {"id": "q", "type": "torf1", "answer": 1, "difficulty_city": "easy", "question_transfer_count": 0,
+       "station_1": "", "station_2": "", "json": {"Line 1": ["A", "B"]}}
+
+
+@ray.remote
+class FakeRollout:
+    """Answers `\\boxed{yes}`; mode 'fail_once' raises on its first call, 'die' exits the process on it."""
+
+    def __init__(self, mode: str = "ok"):
+        self.mode, self.calls = mode, 0
+
+    def generate(self, rows):
+        self.calls += 1
+        if self.mode == "die":
+            os._exit(1)
+        if self.mode == "fail_once" and self.calls == 1:
+            raise RuntimeError("engine hiccup")
+        groups = [TrajectoryGroup("g", r["id"], r, [1], [Sample([7], [-0.5], "\\boxed{yes}", "stop", 0)] * 2, 0)
+                  for r in rows]
+        return groups[0] if len(groups) == 1 else tuple(groups)
+
+    def ready(self):
+        return True
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(address="local", num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()
+
+
+def run_feeder(rollouts, total=6):
+    buffer = TrajectoryBuffer.remote(capacity=16, max_staleness=0)
+    reward = RewardActor.remote("map_vqa", {}, 30.0)
+    feeder = RolloutFeeder(PromptSampler([ROW]), rollouts, [reward], buffer, groups_per_step=total,
+                           max_staleness=0, total_groups=total, prompts_per_call=2)
+    feeder.start()
+    got = ray.get(buffer.take.remote(total, 0, 120))
+    feeder.stop()
+    return feeder, got, ray.get(buffer.stats.remote())
+
+
+def test_failed_generation_is_counted_and_regenerated(local_ray):
+    feeder, got, buf = run_feeder([FakeRollout.remote("fail_once")])
+    s = feeder.stats()
+    assert len(got) == 6
+    assert s["dropped"] == {"rollout_error": 2}          # the first call had 2 groups
+    assert s["generated"] == 8 and s["delivered"] == 6   # generated = delivered + dropped
+    assert feeder.error is None
+
+
+def test_dead_rollout_actor_leaves_rotation_and_the_run_goes_on(local_ray):
+    feeder, got, buf = run_feeder([FakeRollout.remote("die"), FakeRollout.remote("ok")])
+    s = feeder.stats()
+    assert len(got) == 6 and s["dead_rollout_actors"] == 1
+    assert s["dropped"]["rollout_dead"] >= 1
+    assert s["generated"] == s["delivered"] + sum(s["dropped"].values())
+    assert feeder.error is None
+
+
+def test_all_rollout_actors_dead_is_a_clear_error(local_ray):
+    buffer = TrajectoryBuffer.remote(capacity=16, max_staleness=0)
+    reward = RewardActor.remote("map_vqa", {}, 30.0)
+    feeder = RolloutFeeder(PromptSampler([ROW]), [FakeRollout.remote("die")], [reward], buffer, 2, 0, 2, 2)
+    feeder.start()
+    deadline = time.time() + 120
+    while feeder.error is None and time.time() < deadline:
+        time.sleep(0.2)
+    feeder.stop(drain=False)
+    assert feeder.error and "every rollout actor died" in feeder.error
