@@ -55,6 +55,14 @@ class StalenessQueue:
         self.consumed += n
         return out
 
+    def state_dict(self) -> dict:
+        """Counters only; the pending groups themselves are saved by the checkpoint from `entries`."""
+        return {"put_count": self.put_count, "consumed": self.consumed, "dropped": dict(self.dropped)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.put_count, self.consumed = state["put_count"], state["consumed"]
+        self.dropped = Counter(state["dropped"])
+
     def count_drop(self, reason: str, n: int = 1) -> None:
         """Groups that never reached the buffer (a dead actor, a failed reward) are counted here too."""
         self.dropped[reason] += n
@@ -113,6 +121,19 @@ class TrajectoryBuffer:
 
     def count_drop(self, reason: str, n: int = 1) -> None:
         self.q.count_drop(reason, n)
+
+    def snapshot(self) -> dict:
+        """For a checkpoint: counters plus [[ref], version] of every pending group (refs stay valid)."""
+        return {"state": self.q.state_dict(), "pending": [[[e.ref], e.version] for e in self.q.entries]}
+
+    async def restore(self, state: dict, pending: list) -> None:
+        """Counters from a checkpoint and its pending groups (as fresh [ref], version pairs)."""
+        self.q.load_state_dict(state)
+        for wrapped, version in pending:
+            self.q.entries.append(Entry(wrapped[0], version))
+        cond = self._cond()
+        async with cond:
+            cond.notify_all()
 
     def stats(self) -> dict:
         return self.q.stats()

@@ -28,9 +28,14 @@ class HFEngine:
 
     @torch.no_grad()
     def generate(self, prompts: list[EncodedPrompt], n: int, temperature: float, top_p: float,
-                 max_new_tokens: int) -> list[list[GeneratedSample]]:
+                 max_new_tokens: int, seeds: list[int] | None = None) -> list[list[GeneratedSample]]:
         # One prompt per call keeps image batching trivial; CPU throughput comes from the n samples.
-        return [self._generate_one(p, n, temperature, top_p, max_new_tokens) for p in prompts]
+        out = []
+        for i, p in enumerate(prompts):
+            if seeds is not None:
+                torch.manual_seed(seeds[i])
+            out.append(self._generate_one(p, n, temperature, top_p, max_new_tokens))
+        return out
 
     def _generate_one(self, prompt: EncodedPrompt, n, temperature, top_p, max_new_tokens):
         ids = torch.tensor([prompt.input_ids])

@@ -52,11 +52,12 @@ class Rollout:
         self.engine = make_engine(engine, model_path, vision, rollout_cfg, seed, dtype)
         self.version = 0
 
-    def generate(self, rows: list[dict]) -> list[TrajectoryGroup]:
+    def generate(self, rows: list[dict], seeds: list[int] | None = None) -> list[TrajectoryGroup]:
         t0 = time.perf_counter()
         prompts = [encode_prompt(self.processor, r, self.vision, self.include_map_text) for r in rows]
         outs = self.engine.generate(prompts, n=self.cfg["group_size"], temperature=self.cfg["temperature"],
-                                    top_p=self.cfg["top_p"], max_new_tokens=self.cfg["max_new_tokens"])
+                                    top_p=self.cfg["top_p"], max_new_tokens=self.cfg["max_new_tokens"],
+                                    seeds=seeds)
         elapsed = time.perf_counter() - t0
         groups = []
         for row, prompt, samples in zip(rows, prompts, outs):
@@ -82,9 +83,9 @@ class RolloutActor:
     def __init__(self, *args, **kwargs):
         self.impl = Rollout(*args, **kwargs)
 
-    def generate(self, rows: list[dict]):
+    def generate(self, rows: list[dict], seeds: list[int] | None = None):
         """Call with `num_returns=len(rows)`: each group becomes its own object, scored independently."""
-        groups = self.impl.generate(rows)
+        groups = self.impl.generate(rows, seeds)
         return groups[0] if len(groups) == 1 else tuple(groups)
 
     def load_weights(self, wrapped_state_ref: list, version: int) -> float:

@@ -37,11 +37,13 @@ class VLLMEngine:
         self.vision = vision
 
     def generate(self, prompts: list[EncodedPrompt], n: int, temperature: float, top_p: float,
-                 max_new_tokens: int) -> list[list[GeneratedSample]]:
+                 max_new_tokens: int, seeds: list[int] | None = None) -> list[list[GeneratedSample]]:
+        """`seeds`: one per prompt, so a group's samples do not depend on what else was in the batch."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
-        params = SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
-                                logprobs=0, skip_special_tokens=True)
+        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                                 logprobs=0, skip_special_tokens=True, seed=None if seeds is None else seeds[i])
+                  for i in range(len(prompts))]
         inputs = []
         for p in prompts:
             tp = TokensPrompt(prompt_token_ids=p.input_ids)

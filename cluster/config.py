@@ -131,6 +131,7 @@ class TrainConfig(Section):
     log_every: int = 1
     progress: bool = True
     checkpoint_every: int = 0             # 0 = only at the end
+    resume: bool = False                  # continue from <run_dir>/checkpoint when one is there
 
 
 class WaypointConfig(Section):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import ray
 
+from cluster.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from cluster.config import WaypointConfig
 from cluster.launch import spawn_actors, start_cluster
 from cluster.metrics import MetricsLogger
@@ -44,15 +45,22 @@ def train(cfg: WaypointConfig) -> dict:
         sampler = PromptSampler(rows, seed=cfg.train.seed)
         feeder = RolloutFeeder(sampler, actors.rollout, actors.reward, actors.buffer, gps,
                                cfg.buffer.max_staleness, total_groups=gps * cfg.train.steps,
-                               prompts_per_call=cfg.rollout.prompts_per_call)
+                               prompts_per_call=cfg.rollout.prompts_per_call, seed=cfg.train.seed)
         metrics = MetricsLogger(run_dir, cfg.cluster.host, cfg.cluster.metrics_port)
         print(f"[waypoint] model={model_path} engine={engine} vision={vision} rows={len(rows)} ray={cluster} "
               f"metrics=http://{cfg.cluster.host}:{metrics.port}/metrics log={metrics.path}", flush=True)
 
+        ckpt = run_dir / "checkpoint"
+        start = 0
+        if cfg.train.resume and has_checkpoint(ckpt):                      # learner, sampler, feeder, buffer
+            start = load_checkpoint(ckpt, learner, sampler, feeder, actors.buffer)
+            transport.publish(learner, actors.rollout, version=start)          # rollout serves the saved weights
+            feeder.advance(start)
+            print(f"[waypoint] resumed from {ckpt} at step {start}", flush=True)
         feeder.start()
         last = feeder.stats()
         with progress_bar(cfg.train.steps, enabled=cfg.train.progress) as bar:
-            for step in range(cfg.train.steps):
+            for step in range(start, cfg.train.steps):
                 t0 = time.perf_counter()
                 batch = take_batch(actors.buffer, feeder, gps, learner_version=step)  # scored groups
                 t1 = time.perf_counter()
@@ -66,11 +74,14 @@ def train(cfg: WaypointConfig) -> dict:
                 last = now
                 metrics.log(step, record)
                 bar.update(step, record)
+                every = cfg.train.checkpoint_every
+                if every and (step + 1) % every == 0 and step + 1 < cfg.train.steps:
+                    save_checkpoint(ckpt, step + 1, learner, sampler, feeder, actors.buffer)
 
+        save_checkpoint(ckpt, cfg.train.steps, learner, sampler, feeder, actors.buffer)
         feeder.stop(drain=True)
         summary = close_accounting(feeder.stats(), ray.get(actors.buffer.stats.remote()), cfg.train.steps * gps)
         summary["metrics_path"] = str(metrics.path)
-        learner.save(str(run_dir / "checkpoint"))
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         learner.shutdown()
         metrics.close()

@@ -17,7 +17,8 @@ from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 class RolloutFeeder:
     def __init__(self, sampler, rollout_actors: list, reward_actors: list, buffer, groups_per_step: int,
-                 max_staleness: int, total_groups: int, prompts_per_call: int, max_calls_per_actor: int = 2):
+                 max_staleness: int, total_groups: int, prompts_per_call: int, max_calls_per_actor: int = 2,
+                 seed: int = 0):
         self.sampler = sampler
         self.rollout = list(rollout_actors)
         self.rewards = list(reward_actors)
@@ -27,6 +28,8 @@ class RolloutFeeder:
         self.per_call = prompts_per_call
         self.max_calls = max_calls_per_actor
         self.version = 0
+        self.seed = seed
+        self.seed_counter = 0      # one sampling seed per group ever issued: reruns draw the same samples
         self.issued = 0            # groups whose generation was started and not written off
         self.generated = 0         # groups that came back from generation (scored or not)
         self.delivered = 0         # groups put into the buffer
@@ -43,11 +46,39 @@ class RolloutFeeder:
         self._rr = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._issuing = False
         self._thread = threading.Thread(target=self._run, name="rollout-feeder", daemon=True)
 
     # ---- controller side ---------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()
+
+    def pause(self, timeout_s: float = 300.0) -> None:
+        """Stop issuing and wait until every in-flight group is in the buffer (for a consistent checkpoint)."""
+        self._paused.set()
+        deadline = time.time() + timeout_s
+        while (self._pending or self._issuing) and time.time() < deadline:
+            time.sleep(0.05)
+        if self._pending:
+            raise TimeoutError(f"{len(self._pending)} groups still in flight after {timeout_s} s")
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def state_dict(self) -> dict:
+        with self._lock:
+            return {"issued": self.issued, "generated": self.generated, "delivered": self.delivered,
+                    "seed_counter": self.seed_counter, "dropped": dict(self.dropped),
+                    "reward_failures": dict(self.reward_failures), "timing": dict(self.timing)}
+
+    def load_state_dict(self, state: dict) -> None:
+        with self._lock:
+            self.issued, self.generated, self.delivered = state["issued"], state["generated"], state["delivered"]
+            self.seed_counter = state["seed_counter"]
+            self.dropped = Counter(state["dropped"])
+            self.reward_failures = Counter(state["reward_failures"])
+            self.timing = Counter(state["timing"])
 
     @property
     def running(self) -> bool:
@@ -82,7 +113,10 @@ class RolloutFeeder:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
-                self._issue()
+                if not self._paused.is_set():
+                    self._issuing = True
+                    self._issue()
+                    self._issuing = False
                 if self._pending:
                     self._collect(timeout=0.05)
                 else:
@@ -101,7 +135,9 @@ class RolloutFeeder:
                 self.issued += k
                 self._calls[idx] += 1
             rows = self.sampler.next(k)
-            refs = actor.generate.options(num_returns=k).remote(rows)
+            seeds = [self.seed * 1_000_003 + self.seed_counter + j for j in range(k)]
+            self.seed_counter += k
+            refs = actor.generate.options(num_returns=k).remote(rows, seeds)
             refs = [refs] if k == 1 else list(refs)
             call = self._next_call
             self._next_call += 1

@@ -22,7 +22,7 @@ class FakeRollout:
     def __init__(self, mode: str = "ok"):
         self.mode, self.calls = mode, 0
 
-    def generate(self, rows):
+    def generate(self, rows, seeds=None):
         self.calls += 1
         if self.mode == "die":
             os._exit(1)
