@@ -30,9 +30,15 @@ class VLLMEngine:
         if _cpu_only():
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(kv_cache_gb))))
         from vllm import LLM
+        extra = {}
+        if _cpu_only():
+            # Per-request seeds + chunked prefill crash on CPU ("CPU Generator does not use offset"):
+            # schedule whole prompts instead of splitting a long batch across engine steps.
+            extra = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(8192, max_model_len)}
         self.llm = LLM(model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
                        enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
-                       gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs")
+                       gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs",
+                       **extra)
         self.tokenizer = self.llm.get_tokenizer()
         self.vision = vision
 

@@ -52,7 +52,8 @@ def start_cluster(cfg: WaypointConfig) -> dict:
     os.environ["WAYPOINT_LOCAL_CLUSTER"] = "1"
     ray.init(address="local", num_cpus=c.num_cpus or max(os.cpu_count() or 1, _cpus_needed(cfg)),
              num_gpus=0 if not _uses_gpu(cfg) else None, include_dashboard=c.include_dashboard,
-             dashboard_host=c.host, dashboard_port=c.dashboard_port, _node_ip_address=c.host,
+             dashboard_host=c.host, _node_ip_address=c.host,
+             **({"dashboard_port": c.dashboard_port} if c.include_dashboard else {}),
              log_to_driver=True, configure_logging=False)
     return {"mode": "local", "dashboard": f"http://{c.host}:{c.dashboard_port}" if c.include_dashboard else None}
 

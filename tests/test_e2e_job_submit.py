@@ -148,6 +148,13 @@ def ray_head(tmp_path):
         assert not survivors, f"Ray head processes survived clean-up: {survivors}"
 
 
+def digest(out: str, tail: int = 4000) -> str:
+    """Error lines (vLLM's crash dumps can push the cause out of a plain tail) plus the tail."""
+    keys = ("Traceback", "Error", "error:", "Exception", "FAILED", "Killed", "WARNING: accounting")
+    hits = [line[:400] for line in out.splitlines() if any(k in line for k in keys)][:40]
+    return "error lines:\n" + "\n".join(hits) + f"\n... last {tail} chars:\n" + out[-tail:]
+
+
 def run_cli(args: list[str], env: dict, timeout_s: float) -> subprocess.CompletedProcess:
     return subprocess.run([str(RAY), *args], env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=timeout_s)
@@ -171,15 +178,18 @@ def test_job_submit_trains_on_a_ray_head(ray_head, tmp_path):
     except subprocess.TimeoutExpired as e:
         out = e.output or ""
         out = out.decode(errors="replace") if isinstance(out, bytes) else out
-        pytest.fail(f"job {job_id} still running after {JOB_TIMEOUT_S} s; last output:\n{out[-6000:]}")
-    print(f"\n[job submit] {time.monotonic() - t0:.1f} s, exit {proc.returncode}")
+        (tmp_path / "job.log").write_text(out)
+        pytest.fail(f"job {job_id} still running after {JOB_TIMEOUT_S} s (log {tmp_path / 'job.log'}); "
+                    f"{digest(out)}")
+    (tmp_path / "job.log").write_text(proc.stdout)
+    print(f"\n[job submit] {time.monotonic() - t0:.1f} s, exit {proc.returncode}, log {tmp_path / 'job.log'}")
     status = run_cli(["job", "status", "--address", url, job_id], env, 120)
     assert proc.returncode == 0 and f"job '{job_id}' succeeded" in status.stdout.lower(), (
-        f"submit exit {proc.returncode}; status:\n{status.stdout[-2000:]}\njob output:\n{proc.stdout[-8000:]}")
+        f"submit exit {proc.returncode}; status:\n{status.stdout[-2000:]}\njob output: {digest(proc.stdout)}")
 
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     records = [json.loads(x) for x in lines if x.strip()]
-    assert [r["step"] for r in records] == list(range(STEPS)), proc.stdout[-4000:]
+    assert [r["step"] for r in records] == list(range(STEPS)), digest(proc.stdout)
     assert all(math.isfinite(r["reward/total"]) and math.isfinite(r["time/weight_sync_s"]) for r in records)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["accounting"]["closes"], summary
