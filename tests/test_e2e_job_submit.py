@@ -17,7 +17,6 @@ import math
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from sessions import kill_session
 
 pytestmark = pytest.mark.slow
 
@@ -49,36 +49,6 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-def session_pids(sid: int) -> list[int]:
-    """Live processes of session `sid` (Linux and macOS: os.getsid works on any pid)."""
-    import psutil
-    pids = []
-    for p in psutil.pids():
-        if p == os.getpid():
-            continue
-        try:
-            if os.getsid(p) == sid:
-                pids.append(p)
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
-    return pids
-
-
-def kill_session(sid: int, grace_s: float = 10.0) -> list[int]:
-    """SIGTERM every process of session `sid`, SIGKILL what is left after `grace_s`; returns survivors."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        pids = session_pids(sid)
-        for p in pids:
-            try:
-                os.kill(p, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait_s
-        while session_pids(sid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-    return session_pids(sid)
 
 
 def wait_http(url: str, timeout_s: float) -> None:

