@@ -104,7 +104,6 @@ class AlgorithmConfig(Section):
     clip_high: float = 0.2
     loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
     kl_coef: float = 0.0                  # low_var_kl to the frozen initial policy; 0 = off
-    entropy_coef: float = 0.0
 
 
 class LearnerConfig(Section):
@@ -128,7 +127,6 @@ class TrainConfig(Section):
     groups_per_step: int = 8              # prompts per optimizer step (each with G samples)
     seed: int = 0
     run_dir: str = "runs/default"
-    log_every: int = 1
     progress: bool = True
     checkpoint_every: int = 0             # 0 = only at the end
     resume: bool = False                  # continue from <run_dir>/checkpoint when one is there

@@ -39,7 +39,8 @@ def train(cfg: WaypointConfig) -> dict:
         learner = LearnerGroup(actors.learner_workers, dict(
             model_path=model_path, vision=vision, algo=cfg.algorithm.model_dump(),
             learner=cfg.learner.model_dump(), temperature=cfg.rollout.temperature,
-            max_new_tokens=cfg.rollout.max_new_tokens, seqs_per_step=gps * G, dtype=cfg.model.dtype),
+            max_new_tokens=cfg.rollout.max_new_tokens, seqs_per_step=gps * G, dtype=cfg.model.dtype,
+            attn_implementation=cfg.model.attn_implementation),
             backend=cfg.learner.backend)
         transport = TRANSPORTS[cfg.learner.weight_sync]()
         sampler = PromptSampler(rows, seed=cfg.train.seed)

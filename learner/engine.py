@@ -58,7 +58,8 @@ def token_logprobs(model, batch: dict, temperature: float, vision: bool) -> torc
 
 class PolicyLearner:
     def __init__(self, model_path: str, vision: bool, algo: dict, learner: dict, temperature: float,
-                 max_new_tokens: int, seqs_per_step: int, rank: int = 0, world_size: int = 1, dtype="float32"):
+                 max_new_tokens: int, seqs_per_step: int, rank: int = 0, world_size: int = 1, dtype="float32",
+                 attn_implementation: str = "sdpa"):
         import deepspeed
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
         torch.set_num_threads(learner.get("torch_threads", 1))
@@ -66,7 +67,7 @@ class PolicyLearner:
         self.max_new_tokens = max_new_tokens
         self.rank, self.world = rank, world_size
         cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
-        kw = {"dtype": getattr(torch, dtype), "attn_implementation": learner.get("attn_implementation", "sdpa")}
+        kw = {"dtype": getattr(torch, dtype), "attn_implementation": attn_implementation}
         model = cls.from_pretrained(model_path, **kw)
         if learner.get("gradient_checkpointing"):
             model.gradient_checkpointing_enable()
