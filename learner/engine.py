@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from data.trajectory import TrajectoryGroup
 from learner.batch import SampleRef, batch_stats, collate, compute_advantages, flatten
 from learner.losses import policy_loss
+from learner.tiny_models import vision_token_ids as blocked_token_ids
 
 
 def ds_config(micro: int, accum: int, world: int, lr: float, weight_decay: float, betas, max_grad_norm: float,
@@ -42,8 +43,13 @@ def micro_split(n: int, max_micro: int) -> tuple[int, int]:
     return 1, n
 
 
-def token_logprobs(model, batch: dict, temperature: float, vision: bool) -> torch.Tensor:
-    """log pi(response token t | prefix) for each response column, shape [B, R]."""
+def token_logprobs(model, batch: dict, temperature: float, vision: bool,
+                   blocked_ids: list[int] | None = None) -> torch.Tensor:
+    """log pi(response token t | prefix) for each response column, shape [B, R].
+
+    `blocked_ids` are tokens the rollout never samples (image placeholders): the behaviour distribution is
+    renormalised without them, so the learner's must be too, or every ratio is off by log(1 - p_blocked).
+    """
     p = int(batch["prompt_len"])
     r = batch["response_mask"].shape[1]
     kwargs = {k: v for k, v in batch.items() if k in ("pixel_values", "image_grid_thw", "mm_token_type_ids")}
@@ -52,6 +58,8 @@ def token_logprobs(model, batch: dict, temperature: float, vision: bool) -> torc
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
                    **kwargs).logits
     logits = logits[:, p - 1:p - 1 + r].float() / temperature
+    if blocked_ids:
+        logits[..., blocked_ids] = float("-inf")
     targets = batch["input_ids"][:, p:p + r]
     return torch.gather(F.log_softmax(logits, dim=-1), -1, targets.unsqueeze(-1)).squeeze(-1)
 
@@ -73,6 +81,7 @@ class PolicyLearner:
             model.gradient_checkpointing_enable()
         tok = AutoTokenizer.from_pretrained(model_path)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        self.blocked_ids = blocked_token_ids(tok) if vision else None
         self.ref_model = None
         if algo.get("kl_coef", 0.0) > 0:   # frozen initial policy for low_var_kl
             self.ref_model = cls.from_pretrained(model_path, **kw).eval().requires_grad_(False)
@@ -120,11 +129,11 @@ class PolicyLearner:
     def _micro_loss(self, micro: list[SampleRef], global_norm: float):
         batch = collate(micro, self.pad_id)
         mask = batch["response_mask"]
-        logp = token_logprobs(self.engine.module, batch, self.temperature, self.vision)
+        logp = token_logprobs(self.engine.module, batch, self.temperature, self.vision, self.blocked_ids)
         ref_lp = None
         if self.ref_model is not None:
             with torch.no_grad():
-                ref_lp = token_logprobs(self.ref_model, batch, self.temperature, self.vision)
+                ref_lp = token_logprobs(self.ref_model, batch, self.temperature, self.vision, self.blocked_ids)
         loss, st = policy_loss(logp, batch["old_logprobs"], batch["advantages"], mask,
                                self.algo["clip_low"], self.algo["clip_high"], self.algo["loss_agg"],
                                max_len=self.max_new_tokens, ref_logprobs=ref_lp, kl_coef=self.algo["kl_coef"])
