@@ -33,7 +33,7 @@ def train(cfg: WaypointConfig) -> dict:
     rows = load_task_rows(cfg, vision)                            # synthetic / real / parquet questions
     cluster = start_cluster(cfg)                                  # local Ray on loopback, or join
     actors = spawn_actors(cfg, model_path, vision, engine, prefix=f"{run_dir.name}-{uuid.uuid4().hex[:6]}/")
-    feeder = None
+    feeder = metrics = None
     try:
         G, gps = cfg.rollout.group_size, cfg.train.groups_per_step
         learner = LearnerGroup(actors.learner_workers, dict(
@@ -85,12 +85,13 @@ def train(cfg: WaypointConfig) -> dict:
         summary["metrics_path"] = str(metrics.path)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         learner.shutdown()
-        metrics.close()
         print("[waypoint] accounting: " + json.dumps(summary["accounting"]), flush=True)
         return summary
     finally:
         if feeder is not None and feeder.running:
             feeder.stop(drain=False)
+        if metrics is not None:
+            metrics.close()
         actors.shutdown()
 
 
