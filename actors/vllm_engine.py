@@ -5,6 +5,8 @@
 - New weights go in place through the worker's `reload_weights` (vLLM's `load_weights` path fails on the
   CPU build); the engine core runs in-process (`VLLM_ENABLE_V1_MULTIPROCESSING=0`), so the tensors are not
   serialised a second time after the object store handed them to this actor.
+- `reload_weights` needs the complete state dict, the tied `lm_head.weight` included: without it vllm 0.32
+  keeps a stale output layer (measured: logprobs off by 0.55 after a perturbation).
 """
 from __future__ import annotations
 
