@@ -104,3 +104,93 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
         loss = loss + kl_coef * aggregate(kl, mask, agg_mode, max_len)
         stats["kl"] = float(masked_mean(kl.detach(), mask))
     return loss, stats
+
+
+# ---- dual-clip PPO and COPO (arXiv 2508.04138) ------------------------------------------------------------
+COPO_MODES = ("only-soft", "soft-with-forced", "soft-with-zero", "only-global", "no-global", "only-forced",
+              "only-zero", "only-soft-with-coef")
+
+
+def _dual_clip(logprobs, old_logprobs, advantages, clip_low, clip_high, dual_clip):
+    """(l [B, T], clipped [B, T] bool: PPO clip or the dual-clip cap is active, so the gradient is zero)."""
+    if dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
+    adv = _per_token(advantages, logprobs)
+    l, is_clipped = clipped_surrogate(logprobs, old_logprobs, adv, clip_low, clip_high)
+    cap = -dual_clip * adv
+    capped = (adv < 0) & (cap < l)
+    return torch.where(capped, cap, l), is_clipped | capped
+
+
+def dual_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                   clip_low: float = 0.2, clip_high: float = 0.2, dual_clip: float = 3.0) -> torch.Tensor:
+    """Dual-clip PPO per token (Ye et al. 2020; COPO's l(A)):
+
+        l = max(-A rho, -A clip(rho, 1 - clip_low, 1 + clip_high))
+        l = min(l, -c A)   where A < 0          (c = dual_clip > 1)
+    """
+    return _dual_clip(logprobs, old_logprobs, advantages, clip_low, clip_high, dual_clip)[0]
+
+
+def copo_local_weight(mode: str, gate: torch.Tensor, local_adv: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+    """Per-sample weight w of the local loss in ell = (1 - w) l(A^G) + w l(A^L), by COPO `global_flg` mode.
+
+    only-soft: gate; soft-with-forced: gate 1[A^L != 0]; soft-with-zero: gate 1[r != 0]; only-global: 0;
+    no-global: 1; only-forced: 1[A^L != 0]; only-zero: 1[r != 0]; only-soft-with-coef: gate (global term scaled).
+    """
+    if mode not in COPO_MODES:
+        raise ValueError(f"unknown COPO mode {mode!r}; valid: {list(COPO_MODES)}")
+    local_nz = (local_adv != 0).to(gate.dtype)
+    reward_nz = (reward != 0).to(gate.dtype)
+    return {
+        "only-soft": lambda: gate,
+        "only-soft-with-coef": lambda: gate,
+        "soft-with-forced": lambda: gate * local_nz,
+        "soft-with-zero": lambda: gate * reward_nz,
+        "only-global": lambda: torch.zeros_like(gate),
+        "no-global": lambda: torch.ones_like(gate),
+        "only-forced": lambda: local_nz,
+        "only-zero": lambda: reward_nz,
+    }[mode]()
+
+
+def copo_per_token_loss(logprobs, old_logprobs, local_adv, global_adv, gate, reward, mode: str = "soft-with-zero",
+                        clip_low: float = 0.2, clip_high: float = 0.2, dual_clip: float = 3.0,
+                        global_loss_coef: float = 1.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """ell = (1 - w) l(A^G) + w l(A^L) per token, l = dual_clip_loss, w = copo_local_weight(mode, ...);
+    only-soft-with-coef: ell = global_loss_coef (1 - gate) l(A^G) + gate l(A^L).
+
+    Returns (ell [B, T], w [B, T], clip indicator [B, T] = (1 - w) clipped_G + w clipped_L).
+    """
+    old_logprobs = old_logprobs.to(logprobs.dtype)
+    as_t = lambda x: torch.as_tensor(x, dtype=logprobs.dtype, device=logprobs.device).detach()
+    local_adv, global_adv, gate, reward = as_t(local_adv), as_t(global_adv), as_t(gate), as_t(reward)
+    w = _per_token(copo_local_weight(mode, gate, local_adv, reward), logprobs)
+    l_local, clip_local = _dual_clip(logprobs, old_logprobs, local_adv, clip_low, clip_high, dual_clip)
+    l_global, clip_global = _dual_clip(logprobs, old_logprobs, global_adv, clip_low, clip_high, dual_clip)
+    g_coef = global_loss_coef if mode == "only-soft-with-coef" else 1.0
+    ell = g_coef * (1.0 - w) * l_global + w * l_local
+    clip = (1.0 - w) * clip_global.to(w.dtype) + w * clip_local.to(w.dtype)
+    return ell, w, clip
+
+
+def copo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, local_adv, global_adv, gate, mask: torch.Tensor,
+              reward, mode: str = "soft-with-zero", clip_low: float = 0.2, clip_high: float = 0.2,
+              dual_clip: float = 3.0, agg_mode: str = "seq-mean-token-mean", global_loss_coef: float = 1.0,
+              max_len: int | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """COPO loss = agg(ell) with ell from `copo_per_token_loss`; local_adv, global_adv, gate, reward are [B].
+
+    Stats over valid tokens: global_loss_share = mean (1 - w), gate_mean = mean gate, clip_fraction = mean of
+    the w-weighted clip indicator (1 - w) clipped_G + w clipped_L.
+    """
+    ell, w, clip = copo_per_token_loss(logprobs, old_logprobs, local_adv, global_adv, gate, reward, mode,
+                                       clip_low, clip_high, dual_clip, global_loss_coef)
+    loss = aggregate(ell, mask, agg_mode, max_len)
+    with torch.no_grad():
+        gate_t = _per_token(torch.as_tensor(gate, dtype=logprobs.dtype, device=logprobs.device), logprobs)
+        stats = {
+            "global_loss_share": float(masked_mean(1.0 - w, mask)),
+            "gate_mean": float(masked_mean(gate_t, mask)),
+            "clip_fraction": float(masked_mean(clip, mask)),
+        }
+    return loss, stats
