@@ -15,6 +15,7 @@ import numpy as np
 import ray
 
 from data.trajectory import TrajectoryGroup
+from rewards.errors import RowError
 
 SCORE_KEYS = ("format", "accuracy", "detail", "weight", "total")
 
@@ -48,7 +49,7 @@ class SampleScorer:
             self.pool.terminate()          # the only way to stop a runaway pure-Python call
             self.pool = None
             return None, "timeout"
-        except ValueError as e:            # rewards.errors.RowError: the task row itself is malformed
+        except RowError as e:              # the task row itself is malformed
             return None, f"bad_row: {e}"
         except Exception as e:             # noqa: BLE001 - any other failure is counted, never raised
             return None, f"error: {type(e).__name__}: {e}"
