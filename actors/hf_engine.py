@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 
 from actors.generation import GeneratedSample
+from learner.engine import gather_logprobs
 from learner.prompting import EncodedPrompt
 
 
@@ -68,8 +69,7 @@ class HFEngine:
         """log p(response token | prefix) under the current weights (temperature 1, text-only prompt)."""
         ids = torch.tensor([list(prompt_ids) + list(response_ids)])
         logits = self.model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()
-        lp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(response_ids)[:, None])[:, 0]
-        return lp.tolist()
+        return gather_logprobs(logits, torch.tensor(response_ids)).tolist()
 
     def load_weights(self, named_tensors) -> None:
         state = {k: torch.as_tensor(v) for k, v in named_tensors}

@@ -31,9 +31,9 @@ class LearnerWorker:
     def setup(self, addr: str, port: int, backend: str, timeout_s: float, **learner_kwargs) -> bool:
         import deepspeed
         import torch
+        # LOCAL_RANK 0: Ray gives each GPU actor its own CUDA_VISIBLE_DEVICES, so its device is always cuda:0
         os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(self.rank),
-                          WORLD_SIZE=str(self.world), LOCAL_RANK="0" if backend == "gloo" else os.environ.get(
-                              "LOCAL_RANK", "0"))
+                          WORLD_SIZE=str(self.world), LOCAL_RANK="0")
         if backend == "auto":
             backend = "nccl" if torch.cuda.is_available() else "gloo"
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,

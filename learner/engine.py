@@ -60,7 +60,11 @@ def token_logprobs(model, batch: dict, temperature: float, vision: bool,
     logits = logits[:, p - 1:p - 1 + r].float() / temperature
     if blocked_ids:
         logits[..., blocked_ids] = float("-inf")
-    targets = batch["input_ids"][:, p:p + r]
+    return gather_logprobs(logits, batch["input_ids"][:, p:p + r])
+
+
+def gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[target] at every position: [..., V] x [...] -> [...]."""
     return torch.gather(F.log_softmax(logits, dim=-1), -1, targets.unsqueeze(-1)).squeeze(-1)
 
 
