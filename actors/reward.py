@@ -17,7 +17,8 @@ import ray
 from data.trajectory import TrajectoryGroup
 from rewards.errors import RowError
 
-SCORE_KEYS = ("format", "accuracy", "detail", "weight", "total")
+SCORE_KEYS = ("format", "accuracy", "accuracy_reward", "detail", "weight", "consistent", "total")
+OPTIONAL_KEYS = ("accuracy_reward", "consistent")
 
 
 def score_map_vqa(response: str, row: dict, options: dict) -> dict:
@@ -63,7 +64,7 @@ class SampleScorer:
 def score_group(group: TrajectoryGroup, scorer: SampleScorer) -> Counter:
     """Fills group.rewards / answers / reward_failures in place; returns failure reasons counted."""
     comps = {k: np.zeros(group.size, dtype=np.float64) for k in SCORE_KEYS}
-    answers, failures = [], []
+    answers, classes, failures = [], [], []
     reasons: Counter = Counter()
     for i, sample in enumerate(group.samples):
         result, reason = scorer(sample.text, group.row)
@@ -71,13 +72,16 @@ def score_group(group: TrajectoryGroup, scorer: SampleScorer) -> Counter:
             failures.append(reason)
             reasons[reason.split(":")[0]] += 1
             answers.append("")
+            classes.append("")
             continue
-        for k in SCORE_KEYS:
-            comps[k][i] = float(result[k])
+        for k in SCORE_KEYS:   # scorers other than map_vqa may omit the CARE/COPO extras
+            comps[k][i] = float(result[k] if k not in OPTIONAL_KEYS else result.get(k, 0.0))
         answers.append(str(result.get("answer", "")))
+        classes.append(str(result.get("answer_class", answers[-1])))
         failures.append(None)
     group.rewards.update(comps)
     group.answers = answers
+    group.answer_classes = classes
     group.reward_failures = failures
     return reasons
 

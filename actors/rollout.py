@@ -42,19 +42,21 @@ class Rollout:
     """The actor's logic without Ray, so it can run inline in tests."""
 
     def __init__(self, model_path: str, engine: str, vision: bool, rollout_cfg: dict, include_map_text: bool,
-                 seed: int = 0, dtype: str = "float32", torch_threads: int = 1):
+                 seed: int = 0, dtype: str = "float32", torch_threads: int = 1, answer_format: str = "boxed"):
         import torch
         torch.set_num_threads(torch_threads)
         self.cfg = rollout_cfg
         self.vision = vision
         self.include_map_text = include_map_text
+        self.answer_format = answer_format
         self.processor = load_processor(model_path, vision)
         self.engine = make_engine(engine, model_path, vision, rollout_cfg, seed, dtype)
         self.version = 0
 
     def generate(self, rows: list[dict], seeds: list[int] | None = None) -> list[TrajectoryGroup]:
         t0 = time.perf_counter()
-        prompts = [encode_prompt(self.processor, r, self.vision, self.include_map_text) for r in rows]
+        prompts = [encode_prompt(self.processor, r, self.vision, self.include_map_text, self.answer_format)
+                   for r in rows]
         outs = self.engine.generate(prompts, n=self.cfg["group_size"], temperature=self.cfg["temperature"],
                                     top_p=self.cfg["top_p"], max_new_tokens=self.cfg["max_new_tokens"],
                                     seeds=seeds)

@@ -2,7 +2,7 @@
 
 A checkpoint is taken between steps with the feeder paused, so no group is in flight. It holds the learner
 (DeepSpeed: weights, optimizer, version), the sampler cursor, the feeder's counters and sampling-seed
-counter, the buffer's counters and its pending groups. Rollout engines are not saved: on resume the
+counter, the buffer's counters and its pending groups, and GRPO-CARE's EMA reference when CARE is on. Rollout engines are not saved: on resume the
 learner's weights are published to them before any generation.
 """
 from __future__ import annotations
@@ -17,12 +17,14 @@ STATE = "controller_state.json"
 PENDING = "pending_groups.pkl"
 
 
-def save_checkpoint(path: str | Path, step: int, learner, sampler, feeder, buffer) -> Path:
+def save_checkpoint(path: str | Path, step: int, learner, sampler, feeder, buffer, reference=()) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     feeder.pause()
     try:
         learner.save(str(path / "learner"))
+        if reference:   # reference actors hold identical EMA copies: save one
+            ray.get(reference[0].save.remote(str(path / "reference")))
         snap = ray.get(buffer.snapshot.remote())
         groups = ray.get([wrapped[0] for wrapped, _ in snap["pending"]])
         with open(path / PENDING, "wb") as f:
@@ -41,11 +43,15 @@ def has_checkpoint(path: str | Path) -> bool:
     return (Path(path) / STATE).is_file()
 
 
-def load_checkpoint(path: str | Path, learner, sampler, feeder, buffer) -> int:
+def load_checkpoint(path: str | Path, learner, sampler, feeder, buffer, reference=()) -> int:
     """Restores everything but the rollout weights; returns the step to continue from."""
     path = Path(path)
     state = json.loads((path / STATE).read_text())
     version = learner.load(str(path / "learner"))
+    if reference:
+        if not (path / "reference").is_dir():
+            raise RuntimeError(f"CARE is on but checkpoint {path} has no EMA reference (saved without CARE?)")
+        ray.get([r.load.remote(str(path / "reference")) for r in reference])
     if version != state["next_step"]:
         raise RuntimeError(f"checkpoint at {path} is inconsistent: learner version {version}, "
                            f"controller step {state['next_step']}")

@@ -51,6 +51,7 @@ class DataConfig(Section):
     images: bool = False                  # render map images (needed by vision-language models)
     image_size: int = 224
     include_map_text: bool = True         # put the line -> stations table into the prompt
+    answer_format: Literal["boxed", "tags"] = "boxed"   # boxed{} (RewardMap) or <think>/<answer> tags (R1)
 
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":
@@ -97,13 +98,59 @@ class BufferConfig(Section):
     max_staleness: int = 0                # policy versions; 0 = strictly on-policy
 
 
+COPO_MODES = ("only-soft", "soft-with-forced", "soft-with-zero", "only-global", "no-global", "only-forced",
+              "only-zero", "only-soft-with-coef")
+
+
+class CareConfig(Section):
+    """GRPO-CARE (ALGORITHMS.md §2): consistency bonus from an EMA reference model, replacing KL."""
+    enabled: bool | None = None           # None: on iff algorithm.advantage == care; true adds the bonus to any
+    bonus_coef: float = 0.5               # lambda: bonus = lambda * accuracy reward
+    margin: float = 0.0                   # confident if p_i >= tau - margin (0 or 0.01 in the paper)
+    upper_bound: float = 0.95             # p_i <- min(p_i, upper_bound)
+    ema_decay: float = Field(0.995, ge=0.0, le=1.0)
+    ema_every: int = Field(10, ge=1)      # optimizer steps between EMA updates
+    keep_kl: bool = False                 # CARE replaces KL; true keeps algorithm.kl_coef as well
+    batch_size: int = Field(16, ge=1)     # sequences per reference forward pass
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+
+class CopoConfig(Section):
+    """COPO (ALGORITHMS.md §5): global consistency advantage, entropy-gated blend with the local loss."""
+    mode: Literal[COPO_MODES] = "soft-with-zero"  # global_flg
+    gate_k: float = 5.0                   # w = sigmoid(k (H - b))
+    gate_b: float = 1.0
+    entropy_discount: bool = False        # reward_coef_flg: R_g = pass rate * (1 - lambda_H H)
+    dual_clip: float = Field(3.0, gt=1.0)
+    global_loss_coef: float = 1.0         # only-soft-with-coef
+
+
 class AlgorithmConfig(Section):
-    advantage: str = "grpo"               # registered name in learner.advantages
-    adv_eps: float = 1e-6
+    advantage: str = "grpo"               # registered name in learner.advantages: grpo | dr_grpo | care | copo
+    adv_eps: float | None = None          # None: the estimator's paper default (1e-6; care 1e-4)
     clip_low: float = 0.2
     clip_high: float = 0.2
     loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
     kl_coef: float = 0.0                  # low_var_kl to the frozen initial policy; 0 = off
+    care: CareConfig = Field(default_factory=CareConfig)
+    copo: CopoConfig = Field(default_factory=CopoConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "AlgorithmConfig":
+        from learner.advantages import ADVANTAGE_ESTIMATORS   # numpy only: no torch needed to validate
+        if self.advantage not in ADVANTAGE_ESTIMATORS:
+            raise ValueError(f"unknown advantage estimator {self.advantage!r}; known: {sorted(ADVANTAGE_ESTIMATORS)}")
+        return self
+
+    @property
+    def care_on(self) -> bool:
+        return self.advantage == "care" or bool(self.care.enabled)
+
+    @property
+    def effective_kl_coef(self) -> float:
+        """CARE replaces the KL penalty (ALGORITHMS.md §2, beta = 0) unless care.keep_kl asks for both."""
+        return 0.0 if self.care_on and not self.care.keep_kl else self.kl_coef
 
 
 class LearnerConfig(Section):

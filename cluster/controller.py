@@ -37,7 +37,7 @@ def train(cfg: WaypointConfig) -> dict:
     try:
         G, gps = cfg.rollout.group_size, cfg.train.groups_per_step
         learner = LearnerGroup(actors.learner_workers, dict(
-            model_path=model_path, vision=vision, algo=cfg.algorithm.model_dump(),
+            model_path=model_path, vision=vision, algo=algorithm_options(cfg),
             learner=cfg.learner.model_dump(), temperature=cfg.rollout.temperature,
             max_new_tokens=cfg.rollout.max_new_tokens, seqs_per_step=gps * G, dtype=cfg.model.dtype,
             attn_implementation=cfg.model.attn_implementation),
@@ -46,7 +46,9 @@ def train(cfg: WaypointConfig) -> dict:
         sampler = PromptSampler(rows, seed=cfg.train.seed)
         feeder = RolloutFeeder(sampler, actors.rollout, actors.reward, actors.buffer, gps,
                                cfg.buffer.max_staleness, total_groups=gps * cfg.train.steps,
-                               prompts_per_call=cfg.rollout.prompts_per_call, seed=cfg.train.seed)
+                               prompts_per_call=cfg.rollout.prompts_per_call, seed=cfg.train.seed,
+                               reference_actors=actors.reference)
+        consumers = actors.rollout + actors.reference                 # who receives each new weight set
         metrics = MetricsLogger(run_dir, cfg.cluster.host, cfg.cluster.metrics_port)
         print(f"[waypoint] model={model_path} engine={engine} vision={vision} rows={len(rows)} ray={cluster} "
               f"metrics=http://{cfg.cluster.host}:{metrics.port}/metrics log={metrics.path}", flush=True)
@@ -54,8 +56,8 @@ def train(cfg: WaypointConfig) -> dict:
         ckpt = run_dir / "checkpoint"
         start = 0
         if cfg.train.resume and has_checkpoint(ckpt):                      # learner, sampler, feeder, buffer
-            start = load_checkpoint(ckpt, learner, sampler, feeder, actors.buffer)
-            transport.publish(learner, actors.rollout, version=start)          # rollout serves the saved weights
+            start = load_checkpoint(ckpt, learner, sampler, feeder, actors.buffer, actors.reference)
+            transport.publish(learner, consumers, version=start)               # rollout serves the saved weights
             feeder.advance(start)
             print(f"[waypoint] resumed from {ckpt} at step {start}", flush=True)
         feeder.start()
@@ -67,19 +69,20 @@ def train(cfg: WaypointConfig) -> dict:
                 t1 = time.perf_counter()
                 stats = learner.step([entry[0] for entry in batch])                 # advantages, loss, step
                 t2 = time.perf_counter()
-                sync = transport.publish(learner, actors.rollout, version=step + 1)   # new weights out
+                sync = transport.publish(learner, consumers, version=step + 1)   # new weights (+ EMA ref)
                 feeder.advance(step + 1)                                              # generate for v+1
                 now = feeder.stats()
                 record = step_record(stats, sync, now, last, ray.get(actors.buffer.stats.remote()),
-                                     wait_s=t1 - t0, learn_s=t2 - t1, step_s=time.perf_counter() - t0)
+                                     wait_s=t1 - t0, learn_s=t2 - t1, step_s=time.perf_counter() - t0,
+                                     reference=ray.get([a.stats.remote() for a in actors.reference[:1]]))
                 last = now
                 metrics.log(step, record)
                 bar.update(step, record)
                 every = cfg.train.checkpoint_every
                 if every and (step + 1) % every == 0 and step + 1 < cfg.train.steps:
-                    save_checkpoint(ckpt, step + 1, learner, sampler, feeder, actors.buffer)
+                    save_checkpoint(ckpt, step + 1, learner, sampler, feeder, actors.buffer, actors.reference)
 
-        save_checkpoint(ckpt, cfg.train.steps, learner, sampler, feeder, actors.buffer)
+        save_checkpoint(ckpt, cfg.train.steps, learner, sampler, feeder, actors.buffer, actors.reference)
         feeder.stop(drain=True)
         summary = close_accounting(feeder.stats(), ray.get(actors.buffer.stats.remote()), cfg.train.steps * gps)
         summary["metrics_path"] = str(metrics.path)
@@ -106,10 +109,20 @@ def take_batch(buffer, feeder: RolloutFeeder, n: int, learner_version: int, poll
             continue
 
 
+def algorithm_options(cfg: WaypointConfig) -> dict:
+    """The algorithm section as the learner reads it, with the derived switches resolved once, here."""
+    return {**cfg.algorithm.model_dump(), "care_on": cfg.algorithm.care_on,
+            "kl_coef": cfg.algorithm.effective_kl_coef}
+
+
 def step_record(stats: dict, sync: dict, now: dict, last: dict, buf: dict, wait_s: float, learn_s: float,
-                step_s: float) -> dict:
-    delta = {k: now.get(k, 0.0) - last.get(k, 0.0) for k in ("generate_s", "reward_s", "response_tokens")}
+                step_s: float, reference: list[dict] = ()) -> dict:
+    delta = {k: now.get(k, 0.0) - last.get(k, 0.0)
+             for k in ("generate_s", "reward_s", "reference_s", "response_tokens")}
+    ref = {f"care/{k}": float(v) for k, v in reference[0].items()} if reference else {}
     return {
+        **ref,
+        **({"time/reference_s": delta["reference_s"]} if reference else {}),
         **stats,
         "time/wait_s": wait_s, "time/learn_s": learn_s, "time/weight_sync_s": sync["weight_sync_s"],
         "time/generate_s": delta["generate_s"], "time/reward_s": delta["reward_s"], "time/step_s": step_s,

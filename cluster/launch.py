@@ -7,7 +7,7 @@ engines and learner ranks get a placement-group bundle each, checked against the
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import ray
 from ray.util.placement_group import placement_group
@@ -59,20 +59,25 @@ def start_cluster(cfg: WaypointConfig) -> dict:
 
 
 def _uses_gpu(cfg: WaypointConfig) -> bool:
-    return cfg.rollout.num_gpus > 0 or cfg.learner.num_gpus > 0
+    care = cfg.algorithm.care
+    return cfg.rollout.num_gpus > 0 or cfg.learner.num_gpus > 0 or (cfg.algorithm.care_on and care.num_gpus > 0)
 
 
 def _cpus_needed(cfg: WaypointConfig) -> int:
     need = (cfg.rollout.num_actors * cfg.rollout.num_cpus + cfg.learner.num_workers * cfg.learner.num_cpus
-            + cfg.reward.num_actors * cfg.reward.num_cpus)
+            + cfg.reward.num_actors * cfg.reward.num_cpus
+            + (cfg.algorithm.care.num_cpus if cfg.algorithm.care_on else 0))
     return int(need + 0.999)
 
 
 def bundles_for(cfg: WaypointConfig) -> list[dict]:
+    """Rollout engines, learner ranks, then the CARE reference model (when on): one bundle each."""
     def bundle(cpu, gpu):
         return {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
+    care = cfg.algorithm.care
     return ([bundle(cfg.rollout.num_cpus, cfg.rollout.num_gpus)] * cfg.rollout.num_actors
-            + [bundle(cfg.learner.num_cpus, cfg.learner.num_gpus)] * cfg.learner.num_workers)
+            + [bundle(cfg.learner.num_cpus, cfg.learner.num_gpus)] * cfg.learner.num_workers
+            + ([bundle(care.num_cpus, care.num_gpus)] if cfg.algorithm.care_on else []))
 
 
 def check_resources(bundles: list[dict], available: dict) -> None:
@@ -94,11 +99,12 @@ class Actors:
     buffer: object
     learner_workers: list
     placement_group: object
+    reference: list = field(default_factory=list)   # GRPO-CARE EMA reference (empty when CARE is off)
 
     def shutdown(self) -> None:
         """Kill every actor and free the placement group (a long-lived cluster outlives the run)."""
         from ray.util.placement_group import remove_placement_group
-        for a in [*self.rollout, *self.reward, self.buffer, *self.learner_workers]:
+        for a in [*self.rollout, *self.reward, self.buffer, *self.learner_workers, *self.reference]:
             ray.kill(a, no_restart=True)
         remove_placement_group(self.placement_group)
 
@@ -107,6 +113,7 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
     """Named actors (`{prefix}rollout-0`, ...), so the Ray dashboard shows which is which."""
     from actors.buffer import TrajectoryBuffer
     from actors.learner_worker import LearnerWorker
+    from actors.reference import ReferenceActor
     from actors.reward import RewardActor
     from actors.rollout import RolloutActor
 
@@ -129,7 +136,7 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
     rollout = [RolloutActor.options(name=f"{prefix}rollout-{i}", num_cpus=r.num_cpus, num_gpus=r.num_gpus,
                                     scheduling_strategy=at(i), runtime_env=env).remote(
         model_path, engine, vision, rollout_cfg, cfg.data.include_map_text, seed=cfg.train.seed + i,
-        dtype=cfg.model.dtype, torch_threads=max(1, int(r.num_cpus)))
+        dtype=cfg.model.dtype, torch_threads=max(1, int(r.num_cpus)), answer_format=cfg.data.answer_format)
         for i in range(r.num_actors)]
     L = cfg.learner
     learners = [LearnerWorker.options(name=f"{prefix}learner-{i}", num_cpus=L.num_cpus, num_gpus=L.num_gpus,
@@ -137,9 +144,17 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
         i, L.num_workers)
                 for i in range(L.num_workers)]
     options = {"detail_penalty": cfg.reward.detail_penalty, "format_weight": cfg.reward.format_weight,
-               "counting1_detail_enabled": cfg.reward.counting1_detail, "unwrap_text": cfg.reward.unwrap_text}
+               "counting1_detail_enabled": cfg.reward.counting1_detail, "unwrap_text": cfg.reward.unwrap_text,
+               "answer_format": cfg.data.answer_format}
     reward = [RewardActor.options(name=f"{prefix}reward-{i}", num_cpus=cfg.reward.num_cpus, runtime_env=env).remote(
         "map_vqa", options, cfg.reward.sample_timeout_s) for i in range(cfg.reward.num_actors)]
     buffer = TrajectoryBuffer.options(name=f"{prefix}buffer", runtime_env=env).remote(cfg.buffer.capacity, cfg.buffer.max_staleness)
-    ray.get([a.ready.remote() for a in rollout])   # surface engine start-up errors here, not mid-run
-    return Actors(rollout, reward, buffer, learners, pg)
+    reference = []
+    if cfg.algorithm.care_on:
+        care = cfg.algorithm.care
+        reference = [ReferenceActor.options(
+            name=f"{prefix}reference", num_cpus=care.num_cpus, num_gpus=care.num_gpus, runtime_env=env,
+            scheduling_strategy=at(r.num_actors + L.num_workers)).remote(
+            model_path, vision, care.model_dump(), dtype=cfg.model.dtype, torch_threads=max(1, int(care.num_cpus)))]
+    ray.get([a.ready.remote() for a in rollout + reference])   # surface start-up errors here, not mid-run
+    return Actors(rollout, reward, buffer, learners, pg, reference)

@@ -1,9 +1,19 @@
 """Prompt text and HF chat messages for a row: the question, optionally the map as text, then the answer
-format the scorer (`rewards.map_vqa`) reads for that question type."""
+format the scorer (`rewards.map_vqa`) reads for that question type.
+
+answer_format "boxed" asks for `\\boxed{}` (RewardMap); "tags" asks for the R1 format
+`<think>...</think><answer>...</answer>` (GRPO-CARE), matching `score(..., answer_format=...)`.
+"""
 from __future__ import annotations
+
+ANSWER_FORMATS = ("boxed", "tags")
 
 _BOXED_YES_NO = "Answer yes or no and put the final answer in \\boxed{}, for example \\boxed{yes}."
 _BOXED_INT = "Put the final answer (a whole number) in \\boxed{}, for example \\boxed{3}."
+_ROUTE_SECTIONS = ("Give the route as one section per ride, with a line containing only -- between sections. "
+                   "Each section has exactly three lines:\n"
+                   "Route Name: <line name>\nDeparture Stop: <station>\nArrival Stop: <station>\n"
+                   "Use the line and station names exactly as written on the map.")
 
 FORMAT_INSTRUCTIONS = {
     "torf1": _BOXED_YES_NO,
@@ -12,29 +22,53 @@ FORMAT_INSTRUCTIONS = {
                   "Put the letter of your final choice in \\boxed{}, for example \\boxed{A}."),
     "counting2": _BOXED_INT,
     "counting3": _BOXED_INT,
-    "planning": ("Give the route as one section per ride, with a line containing only -- between sections. "
-                 "Each section has exactly three lines:\n"
-                 "Route Name: <line name>\nDeparture Stop: <station>\nArrival Stop: <station>\n"
-                 "Use the line and station names exactly as written on the map."),
+    "planning": _ROUTE_SECTIONS,
+}
+
+_THINK = "Think inside <think></think>, then give only the final answer inside <answer></answer>"
+_TAGS_YES_NO = f"Answer yes or no. {_THINK}, for example <think>...</think><answer>yes</answer>."
+_TAGS_INT = f"The answer is a whole number. {_THINK}, for example <think>...</think><answer>3</answer>."
+
+TAG_INSTRUCTIONS = {
+    "torf1": _TAGS_YES_NO,
+    "torf2": _TAGS_YES_NO,
+    # the Stops list is reasoning, so it goes in <think> (the scorer finds it anywhere in the response)
+    "counting1": ("Choose one option. Think inside <think></think> (you may list the stops in between there as "
+                  "Stops: [stop, stop]), then give only the final answer inside <answer></answer>: the letter of "
+                  "your choice, for example <think>...</think><answer>A</answer>."),
+    "counting2": _TAGS_INT,
+    "counting3": _TAGS_INT,
+    "planning": (f"{_THINK}: the route, for example "
+                 "<think>...</think><answer>Route Name: ...\nDeparture Stop: ...\nArrival Stop: ...</answer>.\n"
+                 + _ROUTE_SECTIONS),
 }
 
 
-def prompt_text(row: dict, include_map_text: bool = True) -> str:
+def format_instruction(qtype: str, answer_format: str = "boxed") -> str | None:
+    """The answer-format sentence for a question type (None for an unknown type)."""
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
+    table = TAG_INSTRUCTIONS if answer_format == "tags" else FORMAT_INSTRUCTIONS
+    return table.get(qtype)
+
+
+def prompt_text(row: dict, include_map_text: bool = True, answer_format: str = "boxed") -> str:
     """The user prompt as plain text (the text part of `build_messages`)."""
     parts = [row["question"].strip()]
     if include_map_text and row.get("map_text"):
         parts.append("Metro lines:\n" + row["map_text"])
-    instruction = FORMAT_INSTRUCTIONS.get(row["type"])
+    instruction = format_instruction(row["type"], answer_format)
     if instruction is None:
         raise ValueError(f"row {row.get('id')!r}: unknown question type {row['type']!r}")
     parts.append(instruction)
     return "\n\n".join(parts)
 
 
-def build_messages(row: dict, modality: str = "text", include_map_text: bool = True) -> list[dict]:
+def build_messages(row: dict, modality: str = "text", include_map_text: bool = True,
+                   answer_format: str = "boxed") -> list[dict]:
     """One user message in HF chat format; with modality="image" an image part comes first."""
     if modality not in ("text", "image"):
         raise ValueError(f"modality must be 'text' or 'image', got {modality!r}")
     content = [{"type": "image"}] if modality == "image" else []
-    content.append({"type": "text", "text": prompt_text(row, include_map_text)})
+    content.append({"type": "text", "text": prompt_text(row, include_map_text, answer_format)})
     return [{"role": "user", "content": content}]

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-REWARD_COMPONENTS = ("format", "accuracy", "detail", "weight", "process", "consistency_bonus", "total")
+REWARD_COMPONENTS = ("format", "accuracy", "accuracy_reward", "detail", "weight", "process", "consistency_bonus",
+                     "consistent", "total")
 
 
 @dataclass
@@ -35,6 +36,8 @@ class TrajectoryGroup:
     mm_inputs: dict | None = None         # processor outputs for multimodal prompts (pixel_values, grid)
     rewards: dict[str, np.ndarray] = field(default_factory=dict)  # component -> [G]
     answers: list[str] = field(default_factory=list)
+    answer_classes: list[str] = field(default_factory=list)          # canonical answers (COPO entropy)
+    answer_likelihood: np.ndarray | None = None                      # [G] EMA reference p_i (GRPO-CARE)
     reward_failures: list[str | None] = field(default_factory=list)  # reason per sample, None when scored
     timing: dict[str, float] = field(default_factory=dict)
 
@@ -63,6 +66,9 @@ class TrajectoryGroup:
             "text": [s.text for s in self.samples],
             "finish_reason": [s.finish_reason for s in self.samples],
             "answer": list(self.answers) if self.answers else [""] * g,
+            "answer_class": list(self.answer_classes) if self.answer_classes else [""] * g,
+            "answer_likelihood": ([float(p) for p in self.answer_likelihood] if self.answer_likelihood is not None
+                                  else [float("nan")] * g),
             "reward_failure": [r or "" for r in self.reward_failures] or [""] * g,
         }
         for name in REWARD_COMPONENTS:

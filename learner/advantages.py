@@ -8,17 +8,20 @@ Each estimator is one small pure function registered by name:
 and looked up with `get_advantage_estimator("my_estimator")`. The registry lives in this module, so a Ray worker
 that imports `learner.advantages` sees the built-in estimators (look names up inside the worker).
 
-Estimators accept and ignore keyword arguments they do not use (the learner passes one config dict, e.g. `eps`,
-to whichever estimator is configured). They accept a numpy array or a torch tensor and return the same kind.
+Estimators accept and ignore keyword arguments they do not use (the learner passes every input it has, e.g.
+`eps`, `accuracy`, `answers` and the care/copo config knobs, to whichever estimator is configured). They accept a
+numpy array or a torch tensor and return the same kind; one that produces more than per-sample advantages (COPO)
+returns an `Advantages` record.
 """
 from __future__ import annotations
 
 import collections
-import functools
-import re
+from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+
+from rewards.canonical import canonical_answer  # kept importable from here; see rewards/canonical.py
 
 try:  # torch is optional here: the math is numpy
     import torch
@@ -27,6 +30,16 @@ except ImportError:  # pragma: no cover - torch is a learner dependency
 
 AdvantageFn = Callable[..., "np.ndarray"]
 ADVANTAGE_ESTIMATORS: dict[str, AdvantageFn] = {}
+
+
+@dataclass
+class Advantages:
+    """What an estimator hands the loss: per-sample local advantages and, for COPO, per-group extras."""
+    local: np.ndarray                      # [groups, G]
+    global_adv: np.ndarray | None = None   # [groups] COPO A^G
+    gate: np.ndarray | None = None         # [groups] COPO w = sigmoid(k (H - b))
+    entropy: np.ndarray | None = None      # [groups] answer entropy H, bits
+    bonus: np.ndarray | None = None        # [groups, G] CARE consistency bonus, when CARE is on
 
 
 def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
@@ -139,91 +152,38 @@ def care_bonus(accuracy, answer_likelihood, coef: float = 0.5, margin: float = 0
 
 
 @register_advantage("care")
-def care_advantage(rewards, accuracy=None, answer_likelihood=None, bonus_coef: float = 0.5,
-                   consistency_margin: float = 0.0, confidence_upper_bound: float = 0.95, eps: float = 1e-4,
-                   **_unused):
+def care_advantage(rewards, accuracy=None, answer_likelihood=None, bonus_coef: float = 0.5, margin: float = 0.0,
+                   upper_bound: float = 0.95, eps: float = 1e-4, **_unused):
     """GRPO-CARE: A = grpo(r^b + r^c) with r^b = `rewards` (accuracy + format) and r^c = care_bonus(...).
 
-    Needs the per-rollout `accuracy` and reference `answer_likelihood` ([groups, G]) as keyword arguments; the
-    paper's eps is 1e-4 (unbiased std per group, as in `grpo`).
+    Needs the per-rollout `accuracy` (reward) and reference `answer_likelihood` ([groups, G]) as keyword
+    arguments; the paper's eps is 1e-4 (unbiased std per group, as in `grpo`).
     """
     if accuracy is None or answer_likelihood is None:
         raise ValueError("the 'care' estimator needs accuracy=[groups, G] and answer_likelihood=[groups, G]")
     r, back = _to_numpy(rewards)
-    bonus = care_bonus(_to_numpy(accuracy)[0], _to_numpy(answer_likelihood)[0], bonus_coef, consistency_margin,
-                       confidence_upper_bound)
+    bonus = care_bonus(_to_numpy(accuracy)[0], _to_numpy(answer_likelihood)[0], bonus_coef, margin, upper_bound)
     return back(group_normalized(r + bonus, eps=eps))
 
 
 # ---- COPO (arXiv 2508.04138) ------------------------------------------------------------------------------
-_SYMPY_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyz+-*/^(). ")
-_SYMPY_MAX_LEN = 64
-_MAX_EXPONENT = 1000
+def answer_entropy(answers, canonical: bool = True) -> float:
+    """H = -sum_c p_c log2 p_c over the canonical answer classes of one group (bits; "" is its own class).
 
-
-def _sympy_namespace() -> dict:
-    """The only names parse_expr may evaluate: no builtins, just the constructors its transformations emit."""
-    import sympy
-    names = ("Symbol", "Integer", "Float", "Rational", "Function", "Add", "Mul", "Pow", "And", "Or", "Not", "I")
-    ns = {n: getattr(sympy, n) for n in names}
-    ns["__builtins__"] = {}
-    return ns
-
-
-def _safe_to_evaluate(text: str) -> bool:
-    """Only short arithmetic strings; at most one power operator and no scientific notation (no huge numbers)."""
-    if not text or len(text) > _SYMPY_MAX_LEN or not set(text) <= _SYMPY_CHARS:
-        return False
-    if text.count("^") + text.count("**") > 1:
-        return False
-    return re.search(r"\d\.?e", text) is None
-
-
-@functools.lru_cache(maxsize=65536)
-def canonical_answer(answer: str) -> str:
-    """Answer class for the COPO entropy: strip + lower-case, then SymPy's canonical form where the string is a
-    short parsable expression ("0.5", "1/2" -> "1/2"; "x+1", "1 + x" -> "x + 1"; "2*x/4" -> "x/2"), else the
-    stripped string. Only <= 64 chars of [0-9a-z+-*/^(). ], one power operator, exponents <= 1000, no builtins."""
-    text = str(answer).strip().lower()
-    if not _safe_to_evaluate(text):
-        return text
-    try:
-        import sympy
-        from sympy.parsing.sympy_parser import (
-            convert_xor,
-            parse_expr,
-            standard_transformations,
-        )
-        transforms = standard_transformations + (convert_xor,)
-        lazy = parse_expr(text, local_dict={}, global_dict=_sympy_namespace(), transformations=transforms,
-                          evaluate=False)
-        for pw in lazy.atoms(sympy.Pow):  # refuse numerically huge exponents before evaluating anything
-            if pw.exp.is_number and abs(complex(pw.exp.doit())) > _MAX_EXPONENT:
-                return text
-        expr = parse_expr(text, local_dict={}, global_dict=_sympy_namespace(), transformations=transforms,
-                          evaluate=True)
-        if not isinstance(expr, sympy.Basic):
-            return text
-        # evaluate=True already orders terms and folds exact arithmetic; floats become simple rationals
-        # ("0.5" -> 1/2). sympy.simplify is not used: it is unbounded in time and memory on e.g. (x+1)^1000.
-        if expr.atoms(sympy.Float):
-            expr = sympy.nsimplify(expr)
-        return str(expr)
-    except Exception:  # noqa: BLE001 - anything SymPy cannot handle is its own exact-string class
-        return text
-
-
-def answer_entropy(answers) -> float:
-    """H = -sum_c p_c log2 p_c over the canonical answer classes of one group (bits; "" is its own class)."""
+    canonical=False: the strings already are classes (the reward actor canonicalises in its sandboxed child,
+    so the learner never runs SymPy's parser on model text).
+    """
     answers = list(answers)
     if not answers:
         return 0.0
-    counts = np.array(list(collections.Counter(canonical_answer(a) for a in answers).values()), dtype=np.float64)
+    classes = (canonical_answer(a) for a in answers) if canonical else (str(a) for a in answers)
+    counts = np.array(list(collections.Counter(classes).values()), dtype=np.float64)
     p = counts / counts.sum()
     return float(max(-(p * np.log2(p)).sum(), 0.0))
 
 
-def copo_global_advantage(correct, answers, entropy_discount: bool = False, eps: float = 1e-6):
+def copo_global_advantage(correct, answers, entropy_discount: bool = False, eps: float = 1e-6,
+                          canonical: bool = True):
     """COPO global advantage, one value per prompt group:
 
         H_g   = answer_entropy(answers_g)                    (bits)
@@ -239,7 +199,7 @@ def copo_global_advantage(correct, answers, entropy_discount: bool = False, eps:
     if len(answers) != c.shape[0] or any(len(a) != c.shape[1] for a in answers):
         raise ValueError(f"answers must be [groups][G] matching correct {c.shape}")
     n = c.shape[1]
-    ent = np.array([answer_entropy(a) for a in answers], dtype=np.float64)
+    ent = np.array([answer_entropy(a, canonical) for a in answers], dtype=np.float64)
     kappa = np.ones_like(ent)
     if entropy_discount and n > 1:
         kappa = 1.0 - (1.0 - 1.0 / n) / np.log2(n) * ent
@@ -256,3 +216,19 @@ def copo_gate(entropy, k: float = 5.0, b: float = 1.0):
     z = k * (np.asarray(entropy, dtype=np.float64) - b)
     w = np.exp(-np.logaddexp(0.0, -z))  # = 1 / (1 + exp(-z)), without overflow
     return float(w) if np.ndim(entropy) == 0 and not isinstance(entropy, np.ndarray) else w
+
+
+@register_advantage("copo")
+def copo_advantage(rewards, correct=None, answers=None, entropy_discount: bool = False, gate_k: float = 5.0,
+                   gate_b: float = 1.0, eps: float = 1e-6, canonical: bool = True, **_unused) -> Advantages:
+    """COPO: local A^L = grpo(rewards) per group; global A^G = copo_global_advantage(correct, answers) across the
+    batch; gate w = copo_gate(H, k, b). The loss (`learner.losses.copo_loss`) blends l(A^G) and l(A^L) by w.
+
+    `correct` ([groups, G], 0/1) and `answers` ([groups][G] strings) are keyword arguments.
+    """
+    if correct is None or answers is None:
+        raise ValueError("the 'copo' estimator needs correct=[groups, G] and answers=[groups][G]")
+    local = np.asarray(group_normalized(_to_numpy(rewards)[0], eps=eps))
+    global_adv, ent = copo_global_advantage(_to_numpy(correct)[0], answers, entropy_discount, eps, canonical)
+    return Advantages(local, np.asarray(global_adv), np.asarray(copo_gate(np.asarray(ent), gate_k, gate_b)),
+                      np.asarray(ent))

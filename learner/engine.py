@@ -14,8 +14,11 @@ import torch.nn.functional as F
 
 from data.trajectory import TrajectoryGroup
 from learner.batch import SampleRef, batch_stats, collate, compute_advantages, flatten
-from learner.losses import policy_loss
+from learner.losses import add_kl_penalty, copo_loss, policy_loss
 from learner.tiny_models import vision_token_ids as blocked_token_ids
+
+
+COPO_LOSS_STATS = ("global_loss_share", "gate_mean")
 
 
 def ds_config(micro: int, accum: int, world: int, lr: float, weight_decay: float, betas, max_grad_norm: float,
@@ -101,7 +104,7 @@ class PolicyLearner:
 
     # ---- one optimizer step ------------------------------------------------------------------------
     def train_step(self, groups: list[TrajectoryGroup]) -> dict:
-        adv = compute_advantages(groups, self.algo["advantage"], eps=self.algo["adv_eps"])
+        adv = compute_advantages(groups, self.algo)
         items = flatten(groups, adv)
         if len(items) != self.local_seqs * self.world:
             raise ValueError(f"batch has {len(items)} sequences, learner was built for "
@@ -118,8 +121,8 @@ class PolicyLearner:
             for k, v in st.items():
                 acc[k] = acc.get(k, 0.0) + v / self.accum
         self.version += 1
-        stats = batch_stats(groups, adv, self.version - 1)
-        stats.update({f"loss/{k}": v for k, v in acc.items()})
+        stats = batch_stats(groups, adv, self.version - 1, self.algo.get("copo", {}).get("mode", ""))
+        stats.update({(f"copo/{k}" if k in COPO_LOSS_STATS else f"loss/{k}"): v for k, v in acc.items()})
         gn = self.engine.get_global_grad_norm()
         stats["grad_norm"] = float(gn) if gn is not None else float("nan")
         stats["learner_version"] = self.version
@@ -138,9 +141,17 @@ class PolicyLearner:
         if self.ref_model is not None:
             with torch.no_grad():
                 ref_lp = token_logprobs(self.ref_model, batch, self.temperature, self.vision, self.blocked_ids)
-        loss, st = policy_loss(logp, batch["old_logprobs"], batch["advantages"], mask,
-                               self.algo["clip_low"], self.algo["clip_high"], self.algo["loss_agg"],
-                               max_len=self.max_new_tokens, ref_logprobs=ref_lp, kl_coef=self.algo["kl_coef"])
+        a = self.algo
+        if a["advantage"] == "copo":   # gated blend of the local and global dual-clip losses
+            c = a["copo"]
+            loss, st = copo_loss(logp, batch["old_logprobs"], batch["advantages"], batch["global_advantages"],
+                                 batch["gates"], mask, batch["correct"], c["mode"], a["clip_low"], a["clip_high"],
+                                 c["dual_clip"], a["loss_agg"], c["global_loss_coef"], self.max_new_tokens)
+            loss, st = add_kl_penalty(loss, st, logp, ref_lp, mask, a["kl_coef"], a["loss_agg"], self.max_new_tokens)
+        else:
+            loss, st = policy_loss(logp, batch["old_logprobs"], batch["advantages"], mask, a["clip_low"],
+                                   a["clip_high"], a["loss_agg"], max_len=self.max_new_tokens, ref_logprobs=ref_lp,
+                                   kl_coef=a["kl_coef"])
         local_norm = float(mask.sum()) if self.algo["loss_agg"] == "token-mean" else float(len(micro))
         scale = (local_norm / max(global_norm, 1.0)) * self.accum * self.world
         return loss * scale, st

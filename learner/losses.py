@@ -99,11 +99,17 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
             "approx_kl": float(masked_mean(0.5 * log_ratio ** 2, mask)),
             "ratio_mean": float(masked_mean(torch.exp(log_ratio), mask)),
         }
-    if ref_logprobs is not None and kl_coef > 0:
-        kl = low_var_kl(logprobs, ref_logprobs.to(logprobs.dtype))
-        loss = loss + kl_coef * aggregate(kl, mask, agg_mode, max_len)
-        stats["kl"] = float(masked_mean(kl.detach(), mask))
-    return loss, stats
+    return add_kl_penalty(loss, stats, logprobs, ref_logprobs, mask, kl_coef, agg_mode, max_len)
+
+
+def add_kl_penalty(loss: torch.Tensor, stats: dict, logprobs: torch.Tensor, ref_logprobs: torch.Tensor | None,
+                   mask: torch.Tensor, kl_coef: float, agg_mode: str, max_len: int | None = None):
+    """loss + kl_coef * agg(kl_k3), with stats["kl"] = mean kl_k3; unchanged without a reference or coef."""
+    if ref_logprobs is None or kl_coef <= 0:
+        return loss, stats
+    kl = low_var_kl(logprobs, ref_logprobs.to(logprobs.dtype))
+    stats["kl"] = float(masked_mean(kl.detach(), mask))
+    return loss + kl_coef * aggregate(kl, mask, agg_mode, max_len), stats
 
 
 # ---- dual-clip PPO and COPO (arXiv 2508.04138) ------------------------------------------------------------
@@ -132,23 +138,25 @@ def dual_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantage
     return _dual_clip(logprobs, old_logprobs, advantages, clip_low, clip_high, dual_clip)[0]
 
 
-def copo_local_weight(mode: str, gate: torch.Tensor, local_adv: torch.Tensor, reward: torch.Tensor) -> torch.Tensor:
+def copo_local_weight(mode: str, gate, local_adv, reward):
     """Per-sample weight w of the local loss in ell = (1 - w) l(A^G) + w l(A^L), by COPO `global_flg` mode.
 
     only-soft: gate; soft-with-forced: gate 1[A^L != 0]; soft-with-zero: gate 1[r != 0]; only-global: 0;
     no-global: 1; only-forced: 1[A^L != 0]; only-zero: 1[r != 0]; only-soft-with-coef: gate (global term scaled).
+    Works on torch tensors and numpy arrays alike (same shape in, same kind out).
     """
     if mode not in COPO_MODES:
         raise ValueError(f"unknown COPO mode {mode!r}; valid: {list(COPO_MODES)}")
-    local_nz = (local_adv != 0).to(gate.dtype)
-    reward_nz = (reward != 0).to(gate.dtype)
+    zero = gate * 0
+    local_nz = (local_adv != 0) + zero      # bool -> the gate's float dtype
+    reward_nz = (reward != 0) + zero
     return {
         "only-soft": lambda: gate,
         "only-soft-with-coef": lambda: gate,
         "soft-with-forced": lambda: gate * local_nz,
         "soft-with-zero": lambda: gate * reward_nz,
-        "only-global": lambda: torch.zeros_like(gate),
-        "no-global": lambda: torch.ones_like(gate),
+        "only-global": lambda: zero,
+        "no-global": lambda: zero + 1,
         "only-forced": lambda: local_nz,
         "only-zero": lambda: reward_nz,
     }[mode]()

@@ -20,7 +20,7 @@ SMOLLM2 = "smollm2-135m-instruct"
 MODEL_NAMES = (TINY_QWEN2, TINY_QWEN2_VL, SMOLLM2)
 
 # Bump when a builder changes what it writes, so stale cache entries are not reused.
-BUILD_VERSION = 2
+BUILD_VERSION = 3
 
 # Overrides that shape the tokenizer rather than the network.
 TOKENIZER_KEYS = {"vocab_size": 1024, "corpus_networks": 200, "corpus_seed": 0, "answer_tokens": True}

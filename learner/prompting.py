@@ -41,16 +41,19 @@ def _image(row: dict):
     return Image.open(io.BytesIO(fig)).convert("RGB")
 
 
-def encode_prompt(processor, row: dict, vision: bool, include_map_text: bool = True) -> EncodedPrompt:
+def encode_prompt(processor, row: dict, vision: bool, include_map_text: bool = True,
+                  answer_format: str = "boxed") -> EncodedPrompt:
+    """Tokens (and pixels) of `row`'s prompt; answer_format ("boxed" | "tags") picks the answer instruction."""
     if not vision:
-        messages = build_messages(row, modality="text", include_map_text=include_map_text)
+        messages = build_messages(row, modality="text", include_map_text=include_map_text,
+                                  answer_format=answer_format)
         for m in messages:    # plain-string content works with every chat template (SmolLM2's included)
             if isinstance(m["content"], list):
                 m["content"] = "".join(p.get("text", "") for p in m["content"])
         tok = tokenizer_of(processor)
         text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return EncodedPrompt(tok(text, add_special_tokens=False)["input_ids"])
-    messages = build_messages(row, modality="image", include_map_text=include_map_text)
+    messages = build_messages(row, modality="image", include_map_text=include_map_text, answer_format=answer_format)
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     image = _image(row)
     enc = processor(text=[text], images=[image], return_tensors="np")

@@ -60,6 +60,9 @@ CHAT_TEMPLATE = (
 # as three tokens almost never. Real tokenizers need no such help (pretraining taught the format).
 ANSWER_TOKENS = ([r"\boxed{yes}", r"\boxed{no}"] + [rf"\boxed{{{c}}}" for c in "ABCD"]
                  + [rf"\boxed{{{n}}}" for n in range(13)])
+# The R1 answer-format tags (GRPO-CARE), whole tokens for the same reason. Only the tags: the content between
+# them stays ordinary BPE, so `<answer>yes</answer>` is <answer>, yes, </answer> and the answer span is exact.
+TAG_TOKENS = ["<think>", "</think>", "<answer>", "</answer>"]
 
 # Small images keep the number of vision tokens (and CPU time) low: 56x56 -> 4 tokens,
 # 224x224 -> 64 tokens after the 2x2 merge.
@@ -72,8 +75,8 @@ def train_tokenizer(corpus: list[str], vocab_size: int = 1024, seed: int = 0,
     """Train a byte-level BPE tokenizer with Qwen special tokens and chat template.
 
     BPE training is deterministic for a given corpus; `seed` is accepted for API symmetry
-    with the model builders and does not change the result. `answer_tokens` adds ANSWER_TOKENS as
-    ordinary (non-special) whole tokens, so they decode to their text like any other token.
+    with the model builders and does not change the result. `answer_tokens` adds ANSWER_TOKENS and TAG_TOKENS
+    as ordinary (non-special) whole tokens, so they decode to their text like any other token.
     """
     del seed
     tok = Tokenizer(models.BPE())
@@ -87,17 +90,18 @@ def train_tokenizer(corpus: list[str], vocab_size: int = 1024, seed: int = 0,
         ]
     )
     tok.decoder = decoders.ByteLevel()
+    added = ANSWER_TOKENS + TAG_TOKENS if answer_tokens else []
     trainer = trainers.BpeTrainer(
-        # the added answer tokens count towards vocab_size, so the total stays a multiple of 64
-        vocab_size=vocab_size - (len(ANSWER_TOKENS) if answer_tokens else 0),
+        # the added tokens count towards vocab_size, so the total stays a multiple of 64
+        vocab_size=vocab_size - len(added),
         special_tokens=SPECIAL_TOKENS,
         # All 256 byte symbols, so any text (unseen characters included) round-trips.
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tok.train_from_iterator(corpus, trainer=trainer)
-    if answer_tokens:
-        tok.add_tokens([AddedToken(t, normalized=False, special=False) for t in ANSWER_TOKENS])
+    if added:
+        tok.add_tokens([AddedToken(t, normalized=False, special=False) for t in added])
     return _wrap_tokenizer(tok)
 
 

@@ -5,6 +5,9 @@ LaTeX/unit stripping) so rewards are comparable, with one deliberate fix:
 `\\text{X}` is unwrapped to `X`. The released code deletes only the `\\text`
 token and leaves `{x}`, so a correct `\\boxed{\\text{Yes}}` scored 0 there;
 `unwrap_text=False` reproduces that.
+
+Also: the character span of the final answer (`answer_char_span`: R1 `<answer>` tags, else the last box)
+and the reasoning before it (`split_reasoning`), for GRPO-CARE's answer likelihood and consistency.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ _DROP_TOKENS = (
     "\\$", "$", "{m}^3", "m^3", "{units}", "units", "{km}", "km", "\\text", "\\mbox",
 )
 # The Counting1 `Stops: [...]` list; brackets are matched by hand below.
+# R1-style answer tags (GRPO-CARE's format).
+ANSWER_OPEN, ANSWER_CLOSE = "<answer>", "</answer>"
+_THINK_BLOCK = re.compile(r"<think>(.*?)</think>", flags=re.S)
 _STOPS_HEAD = re.compile(r"Stops\s*:\s*\[", flags=re.IGNORECASE)
 _LEADING_AND = re.compile(r"^and\s+", flags=re.IGNORECASE)
 
@@ -96,16 +102,60 @@ def _matching_close(text: str, open_at: int, opener: str, closer: str) -> int:
     return -1
 
 
-def boxed_content(response: str) -> str | None:
-    """Content of the last boxed{...} with balanced braces, else None."""
-    if not isinstance(response, str):
-        return None
-    start = response.rfind(_BOX)
+def _boxed_span(text: str) -> tuple[int, int] | None:
+    """[start, end) of the content of the last boxed{...}; None if there is none or its braces never close."""
+    start = text.rfind(_BOX)
     if start == -1:
         return None
     brace = start + len(_BOX) - 1
-    end = _matching_close(response, brace, "{", "}")
-    return None if end == -1 else response[brace + 1:end]
+    end = _matching_close(text, brace, "{", "}")
+    return None if end == -1 else (brace + 1, end)
+
+
+def boxed_content(response: str) -> str | None:
+    """Content of the last boxed{...} with balanced braces, else None."""
+    span = _boxed_span(response) if isinstance(response, str) else None
+    return None if span is None else response[span[0]:span[1]]
+
+
+def answer_char_span(text: str) -> tuple[int, int] | None:
+    """[start, end) of the final answer content in `text`, else None.
+
+    Tags win: the content after the LAST "<answer>", up to the next "</answer>" or, when it is never closed
+    (a truncated rollout), to the end of the text. The last opener is the one GRPO-CARE's backward token scan
+    finds. Without "<answer>": the content of the last boxed{...} (braces matched, nesting allowed; None if it
+    never closes). "<answer></answer>" gives an empty span (start == end), not None.
+    """
+    if not isinstance(text, str):
+        return None
+    opener = text.rfind(ANSWER_OPEN)
+    if opener == -1:
+        return _boxed_span(text)
+    start = opener + len(ANSWER_OPEN)
+    close = text.find(ANSWER_CLOSE, start)
+    return (start, len(text) if close == -1 else close)
+
+
+def _answer_marker_start(text: str, span: tuple[int, int]) -> int:
+    """Index where the marker opening `span` begins: "<answer>", or "boxed{" with its backslash."""
+    if text.endswith(ANSWER_OPEN, 0, span[0]):
+        return span[0] - len(ANSWER_OPEN)
+    at = span[0] - len(_BOX)
+    return at - 1 if at > 0 and text[at - 1] == "\\" else at
+
+
+def split_reasoning(text: str) -> tuple[str, str | None]:
+    """(reasoning, answer content). Reasoning = the first <think>...</think> block's content if there is one,
+    else all text before the answer's opening marker ("<answer>" / "\\boxed{"), else the whole text.
+    Answer content = the text of `answer_char_span`, or None."""
+    if not isinstance(text, str):
+        return "", None
+    span = answer_char_span(text)
+    answer = None if span is None else text[span[0]:span[1]]
+    think = _THINK_BLOCK.search(text)
+    if think:
+        return think.group(1), answer
+    return (text if span is None else text[:_answer_marker_start(text, span)]), answer
 
 
 def _split_top_level(inner: str) -> list[str]:

@@ -5,17 +5,25 @@
 W is the difficulty weight, F the format term (paper; absent in the released
 code), D the detail reward (planning; optionally Counting1). With
 format_weight=0, detail_penalty="released" and unwrap_text=False this is the
-released reward.
+released reward. answer_format="tags" reads the R1 <think>/<answer> format
+(GRPO-CARE) instead of \\boxed{}.
 """
 
 from __future__ import annotations
 
 import numbers
 import re
-from typing import NamedTuple
 
-from rewards.answer import boxed_content, clean_answer, extract_final_answer, extract_stops
+from rewards.answer import (
+    ANSWER_OPEN, answer_char_span, boxed_content, clean_answer, extract_final_answer, extract_stops,
+    split_reasoning,
+)
+from rewards.canonical import canonical_answer
+from rewards.consistency import consistency
 from rewards.errors import RowError
+from rewards.routes import (  # also importable from here, as before the split
+    Section, canonical_line, parse_route_sections, route_string, stop_key,
+)
 from rewards.stations import clean_station, load_line_table
 
 CORRECT = 10.0                # reward for a correct answer
@@ -32,18 +40,11 @@ STOP_CREDIT = 0.5             # Counting1 detail, per right (+) / wrong or repea
 
 QUESTION_TYPES = ("torf1", "torf2", "counting1", "counting2", "counting3", "planning")
 PENALTY_MODES = ("paper", "released")
-# Beijing: the tables fold 八通线 into Line 1 and 大兴线 into Line 4.
-LINE_ALIASES = (("八通", "Line 1"), ("大兴", "Line 4"))
-_LABELS = ("Route Name:", "Departure Stop:", "Arrival Stop:")
+ANSWER_FORMATS = ("boxed", "tags")
+# R1 format (GRPO-CARE's r^fmt), matched against the whole response.
+_TAGS_FORMAT = re.compile(r"^\s*<think>.*?</think>\s*<answer>.*?</answer>\s*$", flags=re.S)
 _INTEGER = re.compile(r"[+-]?\d{1,18}")
 _LETTERS = "abcd"
-
-
-class Section(NamedTuple):
-    """One ride of a planned route, as written by the model (stripped)."""
-    route: str
-    departure: str
-    arrival: str
 
 
 # ---------------------------------------------------------------- row fields
@@ -104,54 +105,6 @@ def _transfers(value) -> int:
 
 
 # ------------------------------------------------------------------ planning
-def _label_value(section: str, label: str) -> str:
-    """Text after the first `label`, up to a newline or the next label.
-
-    The released regex needs "Label: value\\n"; we also accept a value ending
-    the section or running into the next label on the same line.
-    """
-    rest = section[section.find(label) + len(label):]
-    end = len(rest)
-    for stop in ("\n", *_LABELS):
-        at = rest.find(stop)
-        if at != -1:
-            end = min(end, at)
-    return rest[:end].strip()
-
-
-def parse_route_sections(response: str) -> list[Section]:
-    """Split on '--'; keep sections holding all three labels.
-
-    route/departure: see `_label_value`; arrival: everything after the last
-    "Arrival Stop:" (so trailing prose there spoils it, as released).
-    """
-    if not isinstance(response, str):
-        return []
-    sections = []
-    for part in response.split("--"):
-        if all(label in part for label in _LABELS):
-            sections.append(Section(
-                route=_label_value(part, "Route Name:"),
-                departure=_label_value(part, "Departure Stop:"),
-                arrival=part.split("Arrival Stop:")[-1].strip(),
-            ))
-    return sections
-
-
-def canonical_line(route: str) -> str:
-    """Apply the Beijing aliases (八通 -> Line 1, 大兴 -> Line 4)."""
-    for fragment, line in LINE_ALIASES:
-        if fragment in route:
-            route = line
-    return route
-
-
-def _stop_key(raw: str) -> str:
-    # Model-written stops are cleaned twice, as released (once when parsed,
-    # once when compared); a second pass also catches e.g. "STATION".
-    return clean_station(clean_station(raw))
-
-
 def _clean_table(lines: dict[str, list[str]]) -> dict[str, list[str]]:
     return {name: [clean_station(s) for s in stations] for name, stations in lines.items()}
 
@@ -162,8 +115,8 @@ def _lines_with(table: dict[str, list[str]], *keys: str) -> list[str]:
 
 
 def _endpoints_match(sections: list[Section], station_1: str, station_2: str) -> bool:
-    return (_stop_key(sections[0].departure) == clean_station(station_1)
-            and _stop_key(sections[-1].arrival) == clean_station(station_2))
+    return (stop_key(sections[0].departure) == clean_station(station_1)
+            and stop_key(sections[-1].arrival) == clean_station(station_2))
 
 
 def planning_accuracy(sections, lines, station_1, station_2) -> bool:
@@ -174,10 +127,10 @@ def planning_accuracy(sections, lines, station_1, station_2) -> bool:
     table = _clean_table(lines)
     for i, sec in enumerate(sections):
         stops = table.get(canonical_line(sec.route))
-        dep, arr = _stop_key(sec.departure), _stop_key(sec.arrival)
+        dep, arr = stop_key(sec.departure), stop_key(sec.arrival)
         if stops is None or dep not in stops or arr not in stops:
             return False
-        if i < len(sections) - 1 and arr != _stop_key(sections[i + 1].departure):
+        if i < len(sections) - 1 and arr != stop_key(sections[i + 1].departure):
             return False
     return True
 
@@ -211,18 +164,12 @@ def planning_detail(sections, lines, station_1, station_2, transfer_count, penal
             detail += LINE_BONUS_DIRECT if route in direct else 0.0
         else:
             detail += LINE_BONUS_TRANSFER
-        dep, arr = _stop_key(sec.departure), _stop_key(sec.arrival)
+        dep, arr = stop_key(sec.departure), stop_key(sec.arrival)
         on_line = dep in table[route] and arr in table[route]
         if (on_line and i < len(sections) - 1 and i + 1 <= transfers
-                and arr == _stop_key(sections[i + 1].departure)):
+                and arr == stop_key(sections[i + 1].departure)):
             detail += TRANSFER_BONUS
     return min(detail, DETAIL_CAP)
-
-
-def route_string(sections) -> str:
-    """Canonical route "line:dep>arr|..." (for answer-equivalence classes)."""
-    return "|".join(f"{canonical_line(s.route)}:{_stop_key(s.departure)}>{_stop_key(s.arrival)}"
-                    for s in sections)
 
 
 # ---------------------------------------------------------------- counting1
@@ -239,7 +186,7 @@ def counting1_detail(stops, lines, station_1, station_2) -> float:
     lo, hi = sorted((line.index(k1), line.index(k2)))
     truth, seen, detail = set(line[lo + 1:hi]), set(), 0.0
     for stop in stops:
-        key = _stop_key(stop)
+        key = stop_key(stop)
         if key in truth and key not in seen:
             detail += STOP_CREDIT
             seen.add(key)
@@ -267,29 +214,70 @@ def _choice_accuracy(qtype: str, answer: str, truth: int) -> bool:
 
 
 def score(response: str, row: dict, detail_penalty: str = "paper", format_weight: float = 1.0,
-          counting1_detail_enabled: bool = False, unwrap_text: bool = True) -> dict:
+          counting1_detail_enabled: bool = False, unwrap_text: bool = True, answer_format: str = "boxed") -> dict:
     """Score one response: r = W · (format_weight·F + 10·acc + 0.5·D).
 
-    F (waypoint's format term): TorF/Counting -> 1 if a balanced boxed{...}
-    exists and, cleaned like the answer, lies in the type's domain (yes/no;
-    an integer; one letter a-d); planning -> 1 if a route section parses.
-    D: planning_detail if a section parses; counting1_detail if enabled.
+    answer_format "boxed": the answer is the last boxed{...} (answer-phrase fallback); F (waypoint's format
+    term): TorF/Counting -> 1 if a balanced boxed{...} exists and, cleaned like the answer, lies in the type's
+    domain (yes/no; an integer; one letter a-d); planning -> 1 if a route section parses.
+    answer_format "tags" (R1 / GRPO-CARE): the answer is the <answer> content (its boxed{...} if it has one,
+    else the content cleaned like a box; planning: sections parsed from it); F = 1 iff the whole response is
+    <think>...</think><answer>...</answer> AND the answer is in the domain as above. No <answer> -> all 0,
+    with no boxed fallback: the paper's format reward requires the tags.
+    D: planning_detail if a section parses; counting1_detail if enabled (Stops list anywhere in the response).
     unwrap_text: read \\text{X} as X (False: released, which reads "{x}").
+    Also returned: accuracy_reward = W·10·acc; consistent (`rewards.consistency`, reasoning vs answer);
+    answer_class = canonical_answer(answer) for an in-domain answer, else "" (no answer); computed here
+    because SymPy may only run in the reward sandbox.
     A broken response scores 0s; a malformed row raises RowError.
     """
     if detail_penalty not in PENALTY_MODES:
         raise ValueError(f"detail_penalty must be one of {PENALTY_MODES}, got {detail_penalty!r}")
+    if answer_format not in ANSWER_FORMATS:
+        raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
     qtype = normalize_type(_field(row, "type"))
     transfers = row.get("question_transfer_count") if isinstance(row, dict) else None
     weight = difficulty_weight(qtype, _field(row, "difficulty_city"), transfers)
     text = response if isinstance(response, str) else ""
     if qtype == "planning":
-        fmt, acc, detail, answer = _score_planning(text, row, detail_penalty)
+        fmt, acc, detail, answer = _score_planning(text, row, detail_penalty, answer_format)
     else:
-        fmt, acc, detail, answer = _score_choice(qtype, text, row, counting1_detail_enabled, unwrap_text)
+        fmt, acc, detail, answer = _score_choice(qtype, text, row, counting1_detail_enabled, unwrap_text,
+                                                 answer_format)
     total = weight * (format_weight * fmt + CORRECT * acc + DETAIL_WEIGHT * detail)
-    return {"format": fmt, "accuracy": acc, "detail": detail, "weight": weight,
-            "total": total, "answer": answer}
+    return {"format": fmt, "accuracy": acc, "detail": detail, "weight": weight, "total": total,
+            "answer": answer, "accuracy_reward": weight * CORRECT * acc,
+            "consistent": consistency(_reasoning(text, qtype, answer_format), answer, qtype),
+            "answer_class": _answer_class(qtype, answer)}
+
+
+def _answer_class(qtype: str, answer: str) -> str:
+    """COPO's answer-equivalence class: canonical_answer of an answer in the type's domain; anything else
+    (no box, junk text) is the one class "" (no answer), so G unreadable samples count as one outcome,
+    not as G distinct answers of maximal entropy."""
+    if qtype != "planning" and not _in_domain(qtype, answer):
+        return ""
+    return canonical_answer(answer)
+
+
+def _tag_content(text: str) -> str | None:
+    """The <answer> content (to the end of text if never closed), or None without an <answer> tag."""
+    if ANSWER_OPEN not in text:
+        return None
+    start, end = answer_char_span(text)
+    return text[start:end]
+
+
+def _reasoning(text: str, qtype: str, answer_format: str) -> str | None:
+    """The reasoning before a separable final answer, or None (consistency is then 0).
+
+    Without an answer marker there is nothing to separate: the phrase fallback's answer would be found in the
+    "reasoning" itself. Boxed planning has no marker either (the route is the whole response)."""
+    if answer_format == "tags":
+        return split_reasoning(text)[0] if ANSWER_OPEN in text else None
+    if qtype == "planning" or boxed_content(text) is None:
+        return None
+    return split_reasoning(text)[0]
 
 
 def _table(row: dict) -> dict[str, list[str]]:
@@ -299,28 +287,43 @@ def _table(row: dict) -> dict[str, list[str]]:
         raise RowError(f"row field 'json': {exc}") from exc
 
 
-def _score_planning(text: str, row: dict, penalty: str) -> tuple[float, float, float, str]:
+def _score_planning(text: str, row: dict, penalty: str, answer_format: str) -> tuple[float, float, float, str]:
     s1, s2 = _station(row, "station_1"), _station(row, "station_2")
     transfers = _transfers(row.get("question_transfer_count"))
     lines = _table(row)
-    sections = parse_route_sections(text)
+    if answer_format == "tags":
+        sections = parse_route_sections(_tag_content(text))   # None (no tag) parses to []
+        wrapped = _TAGS_FORMAT.match(text) is not None
+    else:
+        sections, wrapped = parse_route_sections(text), True
     if not sections:
         return 0.0, 0.0, 0.0, ""
     acc = float(planning_accuracy(sections, lines, s1, s2))
     detail = planning_detail(sections, lines, s1, s2, transfers, penalty)
-    return 1.0, acc, detail, route_string(sections)
+    return float(wrapped), acc, detail, route_string(sections)
 
 
-def _score_choice(qtype: str, text: str, row: dict, with_detail: bool,
-                  unwrap_text: bool) -> tuple[float, float, float, str]:
+def _choice_answer(text: str, unwrap_text: bool, answer_format: str) -> tuple[str, str | None]:
+    """(final answer, the cleaned string the format term checks, or None when the format already fails)."""
+    if answer_format == "boxed":
+        boxed = boxed_content(text)
+        return extract_final_answer(text, unwrap_text), None if boxed is None else clean_answer(boxed, unwrap_text)
+    content = _tag_content(text)
+    if content is None:
+        return "", None
+    answer = extract_final_answer(content, unwrap_text) if "boxed{" in content else clean_answer(content, unwrap_text)
+    return answer, answer if _TAGS_FORMAT.match(text) else None
+
+
+def _score_choice(qtype: str, text: str, row: dict, with_detail: bool, unwrap_text: bool,
+                  answer_format: str) -> tuple[float, float, float, str]:
     truth = _as_int(_field(row, "answer"), "answer")
     detail = 0.0
     if qtype == "counting1" and with_detail:
         # Validate the row before looking at the response.
         s1, s2, lines = _station(row, "station_1"), _station(row, "station_2"), _table(row)
         detail = counting1_detail(extract_stops(text), lines, s1, s2)
-    answer = extract_final_answer(text, unwrap_text)
-    boxed = boxed_content(text)
-    fmt = float(boxed is not None and _in_domain(qtype, clean_answer(boxed, unwrap_text)))
+    answer, checked = _choice_answer(text, unwrap_text, answer_format)
+    fmt = float(checked is not None and _in_domain(qtype, checked))
     acc = float(_choice_accuracy(qtype, answer, truth))
     return fmt, acc, detail, answer

@@ -1,0 +1,58 @@
+"""ReferenceActor: GRPO-CARE's EMA reference model as a reward-stage actor.
+
+It sits after the reward actor on a group's route (rollout -> reward -> reference -> buffer), so reference
+forwards run concurrently with generation and learning. It receives every published weight set like a
+rollout actor (`load_weights`) but only fetches it when an EMA step is due.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import ray
+
+from data.trajectory import TrajectoryGroup
+from learner.reference import EMAReference, ema_due
+
+
+@ray.remote
+class ReferenceActor:
+    def __init__(self, model_path: str, vision: bool, care: dict, dtype: str = "float32", torch_threads: int = 1):
+        self.ref = EMAReference(model_path, vision, decay=care["ema_decay"], every=care["ema_every"],
+                                batch_size=care["batch_size"], dtype=dtype, torch_threads=torch_threads)
+        self.scored = 0
+        self.missing_spans = 0
+
+    def score(self, group: TrajectoryGroup, status: dict) -> tuple[TrajectoryGroup, dict]:
+        """Call with `num_returns=2` on a reward actor's (group, status): adds `group.answer_likelihood`."""
+        t0 = time.perf_counter()
+        p, missing = self.ref.answer_likelihoods(group)
+        group.answer_likelihood = p
+        group.timing["reference_s"] = time.perf_counter() - t0
+        self.scored += group.size
+        self.missing_spans += missing
+        return group, {**status, "reference_s": group.timing["reference_s"], "reference_version": self.ref.version}
+
+    def load_weights(self, wrapped_state_ref: list, version: int) -> float:
+        """Same interface as RolloutActor.load_weights; the weights are fetched only for a due EMA step."""
+        t0 = time.perf_counter()
+        due = ema_due(version, self.ref.version, self.ref.every)
+        self.ref.observe(ray.get(wrapped_state_ref[0]) if due else None, version)
+        return time.perf_counter() - t0
+
+    def save(self, path: str) -> None:
+        self.ref.save(path)
+
+    def load(self, path: str) -> int:
+        return self.ref.load(path)
+
+    def stats(self) -> dict:
+        return {"ema_updates": self.ref.updates, "ema_version": self.ref.version,
+                "samples_scored": self.scored, "answer_span_missing": self.missing_spans}
+
+    def ready(self) -> bool:
+        return True
+
+    def probe(self, group: TrajectoryGroup) -> np.ndarray:
+        """Answer likelihoods without counting them (tests compare the actor with a local EMAReference)."""
+        return self.ref.answer_likelihoods(group)[0]

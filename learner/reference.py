@@ -1,0 +1,153 @@
+"""GRPO-CARE's reference model (arXiv 2506.16141, ALGORITHMS.md §2b steps 2 and 9), without Ray.
+
+    theta_ref <- d * theta_ref + (1 - d) * theta        every `every` optimizer steps (d = 0.995, every = 10)
+    p_i = exp( mean_{t in answer span} log pi_ref(o_{i,t} | q, o_{i,<t}) )
+
+The reference starts equal to the initial policy. The answer span is the content of the sample's `<answer>`
+tag (or last `\\boxed{}`), located in characters by `rewards.answer.answer_char_span` and mapped to the
+sampled tokens through tokenizer offsets, not the released code's fixed "-3 tokens" heuristic.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from data.trajectory import TrajectoryGroup
+from learner.batch import SampleRef, collate
+from learner.engine import token_logprobs
+from learner.tiny_models import vision_token_ids
+from rewards.answer import answer_char_span
+
+
+@torch.no_grad()
+def ema_update_(ref: Mapping[str, torch.Tensor], policy: Mapping[str, np.ndarray], decay: float) -> None:
+    """In place: ref[n] <- decay * ref[n] + (1 - decay) * policy[n] for every name in `ref`."""
+    missing = [n for n in ref if n not in policy]
+    if missing:
+        raise KeyError(f"policy weights lack {len(missing)} reference tensors, e.g. {missing[:3]}")
+    for name, t in ref.items():
+        src = torch.as_tensor(np.asarray(policy[name]), dtype=t.dtype, device=t.device)
+        t.mul_(decay).add_(src, alpha=1.0 - decay)
+
+
+def ema_due(version: int, last_version: int, every: int) -> bool:
+    """An EMA step happens after optimizer steps every, 2*every, ... and once per version (resume-safe)."""
+    return version > last_version and version % every == 0
+
+
+def token_char_ends(tokenizer, token_ids: list[int]) -> tuple[str, list[int]]:
+    """(text, ends): text = decode(token_ids) without special tokens; ends[k] = end offset of token k in it.
+
+    Fast path: the fast tokenizer's offsets of the re-encoded text, when re-encoding gives back exactly the
+    sampled tokens (the usual case). Otherwise (a non-canonical tokenisation was sampled) the ends come from
+    decoding every prefix, which is exact for any token sequence.
+    """
+    special = set(tokenizer.all_special_ids)
+    text = tokenizer.decode(token_ids, skip_special_tokens=True)
+    body = [t for t in token_ids if t not in special]
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    if enc["input_ids"] == body and all(t not in special for t in token_ids[:len(body)]):
+        ends = [e for _, e in enc["offset_mapping"]] + [len(text)] * (len(token_ids) - len(body))
+        return text, ends
+    prefixes = tokenizer.batch_decode([token_ids[:k + 1] for k in range(len(token_ids))],
+                                      skip_special_tokens=True)
+    ends, hi = [], 0
+    for p in prefixes:   # a partial multi-byte character may decode longer than its final form: keep monotone
+        hi = max(hi, min(len(p), len(text)))
+        ends.append(hi)
+    return text, ends
+
+
+def answer_token_mask(ends: list[int], span: tuple[int, int] | None) -> np.ndarray:
+    """[T] bool: tokens whose characters [ends[k-1], ends[k]) overlap the answer span [a, b)."""
+    mask = np.zeros(len(ends), dtype=bool)
+    if span is None or span[0] >= span[1]:
+        return mask
+    a, b = span
+    start = 0
+    for k, end in enumerate(ends):
+        mask[k] = start < b and end > a
+        start = end
+    return mask
+
+
+class EMAReference:
+    def __init__(self, model_path: str, vision: bool, decay: float = 0.995, every: int = 10, batch_size: int = 16,
+                 dtype: str = "float32", torch_threads: int = 1):
+        from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+        torch.set_num_threads(torch_threads)
+        cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+        self.model = cls.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval().requires_grad_(False)
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
+            else self.tokenizer.eos_token_id
+        self.blocked_ids = vision_token_ids(self.tokenizer) if vision else None
+        self.vision, self.decay, self.every, self.batch_size = vision, decay, every, batch_size
+        self.params = dict(self.model.named_parameters())   # tied weights appear once, so each moves once
+        # bf16 cannot hold a 0.5% step: keep the average in fp32 and copy it into the model after each update
+        self.master = None if dtype == "float32" else {n: p.detach().float().clone() for n, p in self.params.items()}
+        self.version = 0   # policy version last absorbed (the reference starts as the initial policy)
+        self.updates = 0
+
+    # ---- EMA ---------------------------------------------------------------------------------------
+    def observe(self, policy_state: Mapping[str, np.ndarray] | None, version: int) -> bool:
+        """Called with the policy's weights after optimizer step `version`; updates when due."""
+        if not ema_due(version, self.version, self.every):
+            self.version = max(self.version, version)
+            return False
+        if policy_state is None:
+            raise ValueError(f"EMA update due at version {version} but no policy weights were given")
+        target = self.master if self.master is not None else self.params
+        ema_update_(target, policy_state, self.decay)
+        if self.master is not None:
+            with torch.no_grad():
+                for n, p in self.params.items():
+                    p.copy_(self.master[n])
+        self.version, self.updates = version, self.updates + 1
+        return True
+
+    # ---- likelihoods -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def answer_likelihoods(self, group: TrajectoryGroup) -> tuple[np.ndarray, int]:
+        """(p [G], samples without an answer span). A sample without one gets p = 0 (nothing to be sure of)."""
+        masks = []
+        for s in group.samples:
+            text, ends = token_char_ends(self.tokenizer, s.token_ids)
+            masks.append(answer_token_mask(ends, answer_char_span(text)))
+        p = np.zeros(group.size, dtype=np.float64)
+        todo = [i for i, m in enumerate(masks) if m.any()]
+        for lo in range(0, len(todo), self.batch_size):
+            idx = todo[lo:lo + self.batch_size]
+            batch = collate([SampleRef(group, i, 0.0) for i in idx], self.pad_id)
+            # temperature 1: the reference's own distribution, as the paper scores it
+            logp = token_logprobs(self.model, batch, 1.0, self.vision, self.blocked_ids).double().numpy()
+            for row, i in enumerate(idx):
+                p[i] = float(np.exp(logp[row, :len(masks[i])][masks[i]].mean()))
+        return p, group.size - len(todo)
+
+    # ---- checkpoint --------------------------------------------------------------------------------
+    def save(self, path: str) -> None:
+        from safetensors.torch import save_file
+        os.makedirs(path, exist_ok=True)
+        src = self.master if self.master is not None else self.params
+        save_file({n: t.detach().contiguous() for n, t in src.items()}, os.path.join(path, "ema.safetensors"))
+        with open(os.path.join(path, "ema_state.json"), "w") as f:
+            json.dump({"version": self.version, "updates": self.updates, "decay": self.decay,
+                       "every": self.every}, f)
+
+    def load(self, path: str) -> int:
+        from safetensors.torch import load_file
+        state = load_file(os.path.join(path, "ema.safetensors"))
+        with torch.no_grad():
+            for n, p in self.params.items():
+                p.copy_(state[n].to(p.dtype))
+                if self.master is not None:
+                    self.master[n].copy_(state[n])
+        with open(os.path.join(path, "ema_state.json")) as f:
+            meta = json.load(f)
+        self.version, self.updates = int(meta["version"]), int(meta["updates"])
+        return self.version
