@@ -189,16 +189,19 @@ def copo_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, local_adv, glo
     """COPO loss = agg(ell) with ell from `copo_per_token_loss`; local_adv, global_adv, gate, reward are [B].
 
     Stats over valid tokens: global_loss_share = mean (1 - w), gate_mean = mean gate, clip_fraction = mean of
-    the w-weighted clip indicator (1 - w) clipped_G + w clipped_L.
+    the w-weighted clip indicator (1 - w) clipped_G + w clipped_L; approx_kl and ratio_mean as in policy_loss.
     """
     ell, w, clip = copo_per_token_loss(logprobs, old_logprobs, local_adv, global_adv, gate, reward, mode,
                                        clip_low, clip_high, dual_clip, global_loss_coef)
     loss = aggregate(ell, mask, agg_mode, max_len)
     with torch.no_grad():
         gate_t = _per_token(torch.as_tensor(gate, dtype=logprobs.dtype, device=logprobs.device), logprobs)
+        log_ratio = logprobs.detach() - old_logprobs.to(logprobs.dtype)
         stats = {
             "global_loss_share": float(masked_mean(1.0 - w, mask)),
             "gate_mean": float(masked_mean(gate_t, mask)),
             "clip_fraction": float(masked_mean(clip, mask)),
+            "approx_kl": float(masked_mean(0.5 * log_ratio ** 2, mask)),
+            "ratio_mean": float(masked_mean(torch.exp(log_ratio), mask)),
         }
     return loss, stats

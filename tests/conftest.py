@@ -3,6 +3,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("DS_ACCELERATOR", "cpu")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -18,3 +20,25 @@ if str(ROOT) not in sys.path:
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: end-to-end tests (minutes); CI runs them too")
     config.addinivalue_line("markers", "gpu: needs a CUDA GPU; skipped without one")
+
+
+CPU_TINY_SMALL = ("cluster.include_dashboard=false", "cluster.num_cpus=6", "train.progress=false",
+                  "data.n_networks=20", "rollout.group_size=4", "train.groups_per_step=2",
+                  "rollout.prompts_per_call=2", "learner.micro_batch_size=4")
+
+
+def small_cfg(tmp_path, *extra, config: str = "configs/cpu_tiny.yaml"):
+    """A config shrunk to 2 groups of 4 per step, writing under tmp_path (end-to-end tests on local Ray)."""
+    from cluster.config import load_config
+    return load_config(ROOT / config, [*CPU_TINY_SMALL, f"train.run_dir={tmp_path / 'run'}", *extra])
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray cluster on loopback per test module."""
+    import ray
+    from cluster.config import load_config
+    from cluster.launch import start_cluster
+    start_cluster(load_config(ROOT / "configs/cpu_tiny.yaml", list(CPU_TINY_SMALL[:2])))
+    yield
+    ray.shutdown()

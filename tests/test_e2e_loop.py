@@ -7,27 +7,13 @@ import numpy as np
 import pytest
 import ray
 import torch
+from conftest import small_cfg
 
 from cluster.config import load_config
-from cluster.launch import spawn_actors, start_cluster
+from cluster.launch import spawn_actors
 from cluster.tasks import load_task_rows, resolve_policy
 
 CACHE = os.environ.setdefault("WAYPOINT_CACHE", os.path.expanduser("~/.cache/waypoint"))
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    cfg = load_config("configs/cpu_tiny.yaml", ["cluster.include_dashboard=false", "cluster.num_cpus=6"])
-    start_cluster(cfg)
-    yield
-    ray.shutdown()
-
-
-def small_cfg(tmp_path, *extra):
-    return load_config("configs/cpu_tiny.yaml", [
-        "cluster.include_dashboard=false", "cluster.num_cpus=6", "train.progress=false",
-        f"train.run_dir={tmp_path / 'run'}", "data.n_networks=20", "rollout.group_size=4",
-        "train.groups_per_step=2", "rollout.prompts_per_call=2", "learner.micro_batch_size=4", *extra])
 
 
 def hf_logprobs(model, prompt_ids, response_ids) -> np.ndarray:
@@ -103,12 +89,15 @@ def test_vision_language_path_trains_on_rendered_maps(local_ray, tmp_path):
 def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
     """The loop logs every metric and its accounting closes. Stop after 2 steps and resume to 4: steps 2 and
     3 match a straight 4-step run (same samples, rewards, loss), because weights, optimizer, sampler cursor,
-    sampling seeds and buffer are all restored. With KL to the frozen reference on."""
+    sampling seeds, buffer and GRPO-CARE's EMA reference are all restored. With KL to the frozen reference on
+    (kept beside CARE on purpose) and an EMA step after every optimizer step."""
     from cluster.controller import train
     from cluster.metrics import read_jsonl
+    from safetensors.numpy import load_file
 
     opts = ("rollout.engine=hf",   # starts in seconds; vLLM's per-request seeds give the same guarantee
-            "algorithm.kl_coef=0.01")
+            "algorithm.kl_coef=0.01", "algorithm.advantage=care", "algorithm.care.ema_every=1",
+            "algorithm.care.keep_kl=true", "algorithm.care.ema_decay=0.5")   # 0.5: a lost EMA state shows
     straight = train(small_cfg(tmp_path / "a", "train.steps=4", *opts))
     a = read_jsonl(straight["metrics_path"])
     assert straight["accounting"]["closes"] and straight["accounting"]["consumed"] == 4 * 2
@@ -127,5 +116,13 @@ def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
     b = read_jsonl(resumed["metrics_path"])
     assert [r["step"] for r in b] == [0, 1, 2, 3]          # one log across both processes
     for step in (2, 3):
-        for key in ("reward/total", "response_tokens", "adv/std", "loss/ratio_mean", "grad_norm"):
+        for key in ("reward/total", "response_tokens", "adv/std", "loss/ratio_mean", "grad_norm",
+                    "care/answer_likelihood_mean"):
             assert b[step][key] == pytest.approx(a[step][key], rel=1e-5, abs=1e-6), (step, key)
+    assert a[-1]["care/ema_updates"] == 4 and b[-1]["care/ema_updates"] == 4
+    # the EMA reference continued from its checkpoint: after 4 steps it equals the straight run's
+    ema = [load_file(str(t / "run" / "checkpoint" / "reference" / "ema.safetensors")) for t in (tmp_path / "a",
+                                                                                              tmp_path / "b")]
+    assert ema[0].keys() == ema[1].keys()
+    for name in ema[0]:
+        np.testing.assert_allclose(ema[1][name], ema[0][name], rtol=0, atol=1e-6, err_msg=name)
