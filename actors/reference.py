@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import ray
 
 from data.trajectory import TrajectoryGroup
@@ -52,7 +51,3 @@ class ReferenceActor:
 
     def ready(self) -> bool:
         return True
-
-    def probe(self, group: TrajectoryGroup) -> np.ndarray:
-        """Answer likelihoods without counting them (tests compare the actor with a local EMAReference)."""
-        return self.ref.answer_likelihoods(group)[0]
