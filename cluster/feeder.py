@@ -105,7 +105,8 @@ class RolloutFeeder:
         with self._lock:
             return {"issued": self.issued, "generated": self.generated, "delivered": self.delivered,
                     "dropped": dict(self.dropped), "reward_failures": dict(self.reward_failures),
-                    "in_flight": len(self._pending), "dead_rollout_actors": len(self._dead), **{k: float(v) for k, v in self.timing.items()}}
+                    "in_flight": len(self._pending), "dead_rollout_actors": len(self._dead),
+                    **{k: float(v) for k, v in self.timing.items()}}
 
     # ---- background thread -------------------------------------------------------------------------
     def _budget(self) -> int:

@@ -148,7 +148,8 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
                "answer_format": cfg.data.answer_format}
     reward = [RewardActor.options(name=f"{prefix}reward-{i}", num_cpus=cfg.reward.num_cpus, runtime_env=env).remote(
         "map_vqa", options, cfg.reward.sample_timeout_s) for i in range(cfg.reward.num_actors)]
-    buffer = TrajectoryBuffer.options(name=f"{prefix}buffer", runtime_env=env).remote(cfg.buffer.capacity, cfg.buffer.max_staleness)
+    buffer = TrajectoryBuffer.options(name=f"{prefix}buffer", runtime_env=env).remote(
+        cfg.buffer.capacity, cfg.buffer.max_staleness)
     reference = []
     if cfg.algorithm.care_on:
         care = cfg.algorithm.care

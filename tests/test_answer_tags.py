@@ -7,6 +7,7 @@ Table and row builders as in test_rewards_map_vqa.py:
 r = W * (F + 10*acc + 0.5*D); W: easy 1.0, middle 1.2, hard 1.5, +0.5 planning with T > 0.
 """
 import pytest
+from map_rows import choice_row, plan_row, route
 
 from data.prompts import FORMAT_INSTRUCTIONS, TAG_INSTRUCTIONS, build_messages, prompt_text
 from data.questions import synthetic_dataset
@@ -15,29 +16,6 @@ from rewards.answer import answer_char_span, split_reasoning
 from rewards.canonical import canonical_answer
 from rewards.consistency import consistency, implied_answer
 from rewards.map_vqa import score
-
-LINES = {
-    "Line 1": ["Alpha Station (Transfer Station)", "Bravo Station",
-               "Charlie Station (Transfer Station)", "Delta Station"],
-    "Line 2": ["Echo Station", "Charlie Station (Transfer Station)",
-               "Foxtrot Station (Transfer Station)", "Golf Station"],
-    "Line 3": ["Foxtrot Station (Transfer Station)", "Hotel Station", "India Station"],
-    "Line 4": ["Alpha Station (Transfer Station)", "Bravo Station",
-               "Juliet Station (Branch-starting Station)"],
-}
-
-
-def route(*sections):
-    return "\n--\n".join(f"Route Name: {r}\nDeparture Stop: {d}\nArrival Stop: {a}" for r, d, a in sections)
-
-
-def plan_row(s1, s2, transfers, city="middle"):
-    return {"type": "planning", "answer": None, "difficulty_city": city,
-            "question_transfer_count": transfers, "station_1": s1, "station_2": s2, "json": LINES}
-
-
-def choice_row(qtype, answer, city="easy"):
-    return {"type": qtype, "answer": answer, "difficulty_city": city, "question_transfer_count": None}
 
 
 def tags(response, *args, **kwargs):

@@ -94,7 +94,8 @@ def test_copo_advantages_and_metrics(groups):
 def test_care_composes_with_copo(groups):
     adv = compute_advantages(groups, algo("copo", **{"care.enabled": "true"}))
     np.testing.assert_allclose(adv.local[0], grpo_row([16, 1, 11, 0], 1e-6))   # bonus shapes the local reward
-    np.testing.assert_allclose(adv.global_adv, np.array([0.25, -0.25]) / (math.sqrt(0.125) + 1e-6))  # pass rate unchanged
+    # the pass rates, hence A^G, are unchanged by the bonus
+    np.testing.assert_allclose(adv.global_adv, np.array([0.25, -0.25]) / (math.sqrt(0.125) + 1e-6))
     stats = batch_stats(groups, adv, 0, "soft-with-zero")
     assert stats["care/bonus_rate"] == 1 / 8 and "copo/gate_mean" not in stats   # gate mean comes from the loss
 
