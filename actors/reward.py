@@ -109,3 +109,6 @@ class RewardActor:
 
     def stats(self) -> dict:
         return {"samples_scored": self.scored, "reward_failures": dict(self.failures)}
+
+    def ready(self) -> bool:
+        return True

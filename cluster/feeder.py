@@ -149,20 +149,26 @@ class RolloutFeeder:
                 scorer = self.rewards[self._rr % len(self.rewards)]
                 self._rr += 1
                 group_ref, status_ref = scorer.score.options(num_returns=2).remote(ref)
+                stages = [("reward", scorer)]
                 if self.reference:
                     ref_actor = self.reference[self._rr % len(self.reference)]
                     group_ref, status_ref = ref_actor.score.options(num_returns=2).remote(group_ref, status_ref)
-                self._pending[status_ref] = (group_ref, call)
+                    stages.append(("reference", ref_actor))
+                self._pending[status_ref] = (group_ref, call, stages)
 
     def _collect(self, timeout: float, force: bool = False) -> None:
         ready, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=timeout)
         for status_ref in ready:
-            group_ref, call = self._pending.pop(status_ref)
+            group_ref, call, stages = self._pending.pop(status_ref)
             idx = self._close_one(call)
             try:
                 status = ray.get(status_ref)
             except (RayActorError, RayTaskError, GetTimeoutError) as e:
                 reason = self._failure_reason(idx, e)
+                dead = self._dead_stage(stages) if not reason.startswith("rollout") else None
+                if dead:   # every group routed to it would fail again: stop the run instead of looping
+                    reason = f"{dead}_dead"
+                    self.error = f"the {dead} actor died: {type(e).__name__}: {str(e)[:300]}"
                 with self._lock:
                     self.generated += 1
                     self.dropped[reason] += 1
@@ -189,9 +195,19 @@ class RolloutFeeder:
                 self._calls[entry[0]] -= 1
         return entry[0]
 
+    @staticmethod
+    def _dead_stage(stages: list[tuple[str, object]]) -> str | None:
+        """The role of the first scoring actor on a group's route that no longer answers, if any."""
+        for role, actor in stages:
+            try:
+                ray.get(actor.ready.remote(), timeout=30)
+            except Exception:  # noqa: BLE001 - any failure to answer means it is gone
+                return role
+        return None
+
     def _failure_reason(self, idx: int, err: Exception) -> str:
         """rollout_dead (actor gone, taken out of rotation) | rollout_error (generate raised) | reward_error |
-        reference_error (the CARE reference actor raised)."""
+        reference_error (the CARE reference actor raised). A dead reward/reference actor: see _dead_stage."""
         if idx in self._dead:
             return "rollout_dead"
         try:
@@ -202,4 +218,4 @@ class RolloutFeeder:
         # a reward task whose input failed re-raises the rollout's error, naming its generate() call
         if ".generate()" in str(err):
             return "rollout_error"
-        return "reference_error" if "ReferenceActor.score()" in str(err) else "reward_error"
+        return "reference_error" if "ReferenceActor" in str(err) else "reward_error"

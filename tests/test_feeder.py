@@ -36,6 +36,26 @@ class FakeRollout:
         return True
 
 
+@ray.remote
+class ReferenceActor:   # the real class's name: the feeder tells failed stages apart by the task name
+    """A fake CARE reference stage: 'fail_once' raises on its first group, 'die' exits the process on it."""
+
+    def __init__(self, mode: str):
+        self.mode, self.calls = mode, 0
+
+    def score(self, group, status):
+        self.calls += 1
+        if self.mode == "die":
+            os._exit(1)
+        if self.mode == "fail_once" and self.calls == 1:
+            raise RuntimeError("reference forward failed")
+        group.answer_likelihood = [0.5] * group.size
+        return group, status
+
+    def ready(self):
+        return True
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     ray.init(address="local", num_cpus=4, include_dashboard=False, _node_ip_address="127.0.0.1")
@@ -43,11 +63,11 @@ def local_ray():
     ray.shutdown()
 
 
-def run_feeder(rollouts, total=6):
+def run_feeder(rollouts, total=6, reference=()):
     buffer = TrajectoryBuffer.remote(capacity=16, max_staleness=0)
     reward = RewardActor.remote("map_vqa", {}, 30.0)
     feeder = RolloutFeeder(PromptSampler([ROW]), rollouts, [reward], buffer, groups_per_step=total,
-                           max_staleness=0, total_groups=total, prompts_per_call=2)
+                           max_staleness=0, total_groups=total, prompts_per_call=2, reference_actors=reference)
     feeder.start()
     got = ray.get(buffer.take.remote(total, 0, 120))
     feeder.stop()
@@ -82,3 +102,25 @@ def test_all_rollout_actors_dead_is_a_clear_error(local_ray):
         time.sleep(0.2)
     feeder.stop(drain=False)
     assert feeder.error and "every rollout actor died" in feeder.error
+
+
+def test_failed_reference_is_counted_and_regenerated(local_ray):
+    feeder, got, _ = run_feeder([FakeRollout.remote()], reference=[ReferenceActor.remote("fail_once")])
+    s = feeder.stats()
+    assert len(got) == 6 and s["dropped"] == {"reference_error": 1} and feeder.error is None
+    groups = ray.get([entry[0][0] for entry in got])   # entries are [[group ref], version]
+    assert all(list(g.answer_likelihood) == [0.5, 0.5] and g.rewards["total"][0] > 0 for g in groups)
+
+
+def test_dead_reference_actor_stops_the_run_with_a_clear_error(local_ray):
+    buffer = TrajectoryBuffer.remote(capacity=16, max_staleness=0)
+    reward = RewardActor.remote("map_vqa", {}, 30.0)
+    feeder = RolloutFeeder(PromptSampler([ROW]), [FakeRollout.remote()], [reward], buffer, 2, 0, 2, 2,
+                           reference_actors=[ReferenceActor.remote("die")])
+    feeder.start()
+    deadline = time.time() + 120
+    while feeder.error is None and time.time() < deadline:
+        time.sleep(0.2)
+    feeder.stop(drain=False)
+    assert feeder.error and "the reference actor died" in feeder.error
+    assert feeder.stats()["dropped"].get("reference_dead", 0) >= 1
