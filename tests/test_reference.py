@@ -134,3 +134,47 @@ def test_save_and_load_restore_the_average(model_path, tmp_path):
     for n, p in fresh.params.items():
         torch.testing.assert_close(p, ref.params[n], rtol=0, atol=0)
     assert not fresh.observe(policy, 1)          # the restored version is not absorbed again
+
+
+def test_images_are_re_fed_for_multimodal_prompts(tmp_path):
+    """Tiny Qwen2-VL: the likelihood is the model's with the prompt's own image, and a different map changes it."""
+    import io
+
+    from PIL import Image
+    from transformers import AutoModelForImageTextToText
+
+    from learner.prompting import encode_prompt, load_processor
+    from learner.tiny_models import vl_forward_kwargs
+
+    path = resolve_model("tiny-qwen2-vl", cache_dir=CACHE)
+    processor = load_processor(path, vision=True)
+    tok = processor.tokenizer
+
+    def png(color):
+        buf = io.BytesIO()
+        Image.new("RGB", (56, 56), color).save(buf, format="PNG")
+        return buf.getvalue()
+
+    row = {"id": "q", "type": "torf1", "question": "Is Denbe on Line 3?", "map_text": ""}
+    groups = []
+    for color in ((200, 30, 30), (20, 200, 240)):
+        enc = encode_prompt(processor, {**row, "figure": png(color)}, vision=True)
+        ids = tok(r"<think>red</think><answer>yes</answer>", add_special_tokens=False)["input_ids"]
+        g = TrajectoryGroup("g", "q", {}, list(enc.input_ids), [Sample(ids, [0.0] * len(ids), "", "stop", 0)], 0,
+                            mm_inputs=enc.mm_inputs)
+        groups.append(g)
+    ref = EMAReference(path, vision=True)
+    p_red, p_blue = (ref.answer_likelihoods(g)[0][0] for g in groups)
+    assert p_red > 0 and p_blue > 0 and abs(p_red - p_blue) > 1e-7 * p_red
+
+    model = AutoModelForImageTextToText.from_pretrained(path).eval()
+    g = groups[0]
+    ids = torch.tensor([g.prompt_ids + g.samples[0].token_ids])
+    with torch.no_grad():
+        kw = vl_forward_kwargs(model.config, ids, torch.ones_like(ids),
+                               pixel_values=torch.as_tensor(g.mm_inputs["pixel_values"]),
+                               image_grid_thw=torch.as_tensor(g.mm_inputs["image_grid_thw"]))
+        logits = model(**kw).logits[0, len(g.prompt_ids) - 1:-1].double()
+    logits[:, ref.blocked_ids] = float("-inf")           # the rollout never samples image placeholders
+    lp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(g.samples[0].token_ids)[:, None])[:, 0]
+    np.testing.assert_allclose(p_red, float(torch.exp(lp[-2])), rtol=1e-4)   # the one "yes" token
