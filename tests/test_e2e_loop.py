@@ -1,5 +1,7 @@
 """End to end on a local Ray cluster: vLLM rollout actors, a 2-rank DeepSpeed learner group over gloo, reward
-actors and the object-store buffer. Slow-ish (engine start-up) but part of every test run."""
+actors, the CARE reference actor and the object-store buffer; the VLM, GRPO-CARE and COPO configs run a few
+steps each. Slow-ish (engine start-up) but part of every test run. The CARE/COPO math is tested by hand in
+test_care_copo.py, test_batch_algorithms.py and test_reference.py."""
 import math
 import os
 
@@ -14,6 +16,10 @@ from cluster.launch import spawn_actors
 from cluster.tasks import load_task_rows, resolve_policy
 
 CACHE = os.environ.setdefault("WAYPOINT_CACHE", os.path.expanduser("~/.cache/waypoint"))
+CARE_KEYS = ("care/bonus_rate", "care/bonus_mean", "care/answer_likelihood_mean", "care/consistency_rate",
+             "care/ema_updates", "time/reference_s")
+COPO_KEYS = ("copo/global_loss_share", "copo/gate_mean", "copo/answer_entropy_mean",
+             "copo/zero_variance_with_gradient", "copo/global_adv_std")
 
 
 def hf_logprobs(model, prompt_ids, response_ids) -> np.ndarray:
@@ -89,29 +95,32 @@ def test_vision_language_path_trains_on_rendered_maps(local_ray, tmp_path):
 def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
     """The loop logs every metric and its accounting closes. Stop after 2 steps and resume to 4: steps 2 and
     3 match a straight 4-step run (same samples, rewards, loss), because weights, optimizer, sampler cursor,
-    sampling seeds, buffer and GRPO-CARE's EMA reference are all restored. With KL to the frozen reference on
-    (kept beside CARE on purpose) and an EMA step after every optimizer step."""
+    sampling seeds, buffer and GRPO-CARE's EMA reference are all restored. Runs configs/cpu_tiny_care.yaml
+    (so the CARE config runs end to end here) with KL to the frozen reference kept beside CARE on purpose and
+    an EMA step after every optimizer step."""
     from cluster.controller import train
     from cluster.metrics import read_jsonl
     from safetensors.numpy import load_file
 
     opts = ("rollout.engine=hf",   # starts in seconds; vLLM's per-request seeds give the same guarantee
-            "algorithm.kl_coef=0.01", "algorithm.advantage=care", "algorithm.care.ema_every=1",
-            "algorithm.care.keep_kl=true", "algorithm.care.ema_decay=0.5")   # 0.5: a lost EMA state shows
-    straight = train(small_cfg(tmp_path / "a", "train.steps=4", *opts))
+            "algorithm.kl_coef=0.01", "algorithm.care.ema_every=1", "algorithm.care.keep_kl=true",
+            "algorithm.care.ema_decay=0.5")   # 0.5: a lost EMA state shows
+    care = "configs/cpu_tiny_care.yaml"
+    straight = train(small_cfg(tmp_path / "a", "train.steps=4", *opts, config=care))
     a = read_jsonl(straight["metrics_path"])
     assert straight["accounting"]["closes"] and straight["accounting"]["consumed"] == 4 * 2
     keys = ["reward/total", "reward/format", "reward/accuracy", "reward/detail", "adv/mean", "adv/std",
             "zero_variance_fraction", "staleness/mean", "throughput/tokens_per_s", "time/generate_s",
             "time/reward_s", "time/learn_s", "time/weight_sync_s", "loss/clip_fraction", "loss/kl",
-            "learner_version"]
+            "learner_version", *CARE_KEYS]
     for r in a:
         assert all(math.isfinite(r[k]) for k in keys), r
         assert r["staleness/max"] == 0 and r["loss/kl"] >= 0
+        assert 0 <= r["care/bonus_rate"] <= 1 and 0 <= r["care/answer_likelihood_mean"] <= 0.95
     assert a[-1]["learner_version"] == 4 and (tmp_path / "a" / "run" / "checkpoint").is_dir()
 
-    train(small_cfg(tmp_path / "b", "train.steps=2", *opts))
-    resumed = train(small_cfg(tmp_path / "b", "train.steps=4", "train.resume=true", *opts))
+    train(small_cfg(tmp_path / "b", "train.steps=2", *opts, config=care))
+    resumed = train(small_cfg(tmp_path / "b", "train.steps=4", "train.resume=true", *opts, config=care))
     assert resumed["accounting"]["closes"] and resumed["accounting"]["consumed"] == 4 * 2
     b = read_jsonl(resumed["metrics_path"])
     assert [r["step"] for r in b] == [0, 1, 2, 3]          # one log across both processes
@@ -126,3 +135,20 @@ def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
     assert ema[0].keys() == ema[1].keys()
     for name in ema[0]:
         np.testing.assert_allclose(ema[1][name], ema[0][name], rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_copo_config(local_ray, tmp_path):
+    """configs/cpu_tiny_copo.yaml for 3 steps: COPO's metrics are logged and finite."""
+    from cluster.controller import train
+    from cluster.metrics import read_jsonl
+
+    summary = train(small_cfg(tmp_path, "train.steps=3", "rollout.engine=hf", config="configs/cpu_tiny_copo.yaml"))
+    assert summary["accounting"]["closes"] and summary["accounting"]["consumed"] == 3 * 2
+    records = read_jsonl(summary["metrics_path"])
+    assert len(records) == 3
+    for r in records:
+        assert all(math.isfinite(r[k]) for k in COPO_KEYS), r
+        assert 0 <= r["copo/global_loss_share"] <= 1 and 0 <= r["copo/gate_mean"] <= 1
+        assert 0 <= r["copo/answer_entropy_mean"] <= 2.0   # log2(G), G = 4
+        assert abs(r["loss/ratio_mean"] - 1.0) < 1e-4      # on-policy: behaviour and learner log-probs agree
+        assert "loss/kl" not in r and "care/bonus_rate" not in r
