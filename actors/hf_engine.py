@@ -43,9 +43,11 @@ class HFEngine:
         kwargs = {}
         for k, v in (prompt.mm_inputs or {}).items():
             kwargs[k] = torch.as_tensor(v)
+        # temperature 0 is greedy decoding (evaluation), as in vLLM
+        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 \
+            else dict(do_sample=False, top_k=None, top_p=None, temperature=None)
         out = self.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=True,
-            temperature=temperature, top_p=top_p, top_k=0, max_new_tokens=max_new_tokens,
+            input_ids=ids, attention_mask=torch.ones_like(ids), **sampling, max_new_tokens=max_new_tokens,
             num_return_sequences=n, output_scores=True, return_dict_in_generate=True,
             pad_token_id=self.pad_id, bad_words_ids=self.block or None, **kwargs)
         # scores are the processed logits the sampler used; normalise them to log-probs

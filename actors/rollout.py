@@ -53,11 +53,16 @@ class Rollout:
         self.engine = make_engine(engine, model_path, vision, rollout_cfg, seed, dtype)
         self.version = 0
 
-    def generate(self, rows: list[dict], seeds: list[int] | None = None) -> list[TrajectoryGroup]:
+    def generate(self, rows: list[dict], seeds: list[int] | None = None, n: int | None = None,
+                 temperature: float | None = None) -> list[TrajectoryGroup]:
+        """G = rollout.group_size samples per row at rollout.temperature; n / temperature override them
+        (evaluation: n = 1, temperature 0 is greedy)."""
         t0 = time.perf_counter()
         prompts = [encode_prompt(self.processor, r, self.vision, self.include_map_text, self.answer_format)
                    for r in rows]
-        outs = self.engine.generate(prompts, n=self.cfg["group_size"], temperature=self.cfg["temperature"],
+        n = self.cfg["group_size"] if n is None else n
+        temperature = self.cfg["temperature"] if temperature is None else temperature
+        outs = self.engine.generate(prompts, n=n, temperature=temperature,
                                     top_p=self.cfg["top_p"], max_new_tokens=self.cfg["max_new_tokens"],
                                     seeds=seeds)
         elapsed = time.perf_counter() - t0
@@ -85,9 +90,10 @@ class RolloutActor:
     def __init__(self, *args, **kwargs):
         self.impl = Rollout(*args, **kwargs)
 
-    def generate(self, rows: list[dict], seeds: list[int] | None = None):
+    def generate(self, rows: list[dict], seeds: list[int] | None = None, n: int | None = None,
+                 temperature: float | None = None):
         """Call with `num_returns=len(rows)`: each group becomes its own object, scored independently."""
-        groups = self.impl.generate(rows, seeds)
+        groups = self.impl.generate(rows, seeds, n, temperature)
         return groups[0] if len(groups) == 1 else tuple(groups)
 
     def load_weights(self, wrapped_state_ref: list, version: int) -> float:

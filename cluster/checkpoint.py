@@ -1,9 +1,10 @@
 """Checkpoint and resume: everything the next step depends on.
 
 A checkpoint is taken between steps with the feeder paused, so no group is in flight. It holds the learner
-(DeepSpeed: weights, optimizer, version), the sampler cursor, the feeder's counters and sampling-seed
-counter, the buffer's counters and its pending groups, and GRPO-CARE's EMA reference when CARE is on.
-Rollout engines are not saved: on resume the learner's weights are published to them before any generation.
+(DeepSpeed: weights, optimizer, version), the task schedule (sampler cursor, VAS weights, curriculum
+stage), the feeder's counters and sampling-seed counter, the buffer's counters and its pending groups,
+and GRPO-CARE's EMA reference when CARE is on. Rollout engines are not saved: on resume the learner's
+weights are published to them before any generation.
 """
 from __future__ import annotations
 

@@ -41,6 +41,34 @@ class ModelConfig(Section):
     attn_implementation: str = "sdpa"
 
 
+class StageConfig(Section):
+    name: str
+    types: list[str]
+
+
+class CurriculumConfig(Section):
+    """RewardMap's multi-stage curriculum (ALGORITHMS.md §1): stages of question types and a switch rule."""
+    enabled: bool = False
+    mode: Literal["staged", "released_order"] = "staged"   # released_order: one ordered pass, no switches
+    stages: list[StageConfig] | None = None   # None: yes/no -> counting -> stops-between -> planning
+    rule: Literal["after_steps", "when_accuracy"] = "after_steps"
+    after_steps: int = Field(50, ge=1)        # optimizer steps per stage
+    accuracy: float = Field(0.6, ge=0.0, le=1.0)   # when_accuracy: mean group accuracy over the window
+    window: int = Field(32, ge=1)             # groups of the current stage
+
+
+class VASConfig(Section):
+    """MMR1 Variance-Aware Sampling (ALGORITHMS.md §4)."""
+    enabled: bool = False
+    mix_ratio: float = Field(0.5, ge=0.0, le=1.0)   # lambda: share of each batch drawn by VPS
+    update_every: int = Field(35, ge=1)       # T_update: optimizer steps between scoring passes
+    samples: int = Field(8, ge=2)             # N rollouts per prompt in a scoring pass
+    alpha: float = 0.8                        # VPS = alpha OVS + beta TDS
+    beta: float = 0.2
+    diversity: Literal["inv_self_bleu", "distinct_n", "self_bleu"] = "inv_self_bleu"
+    momentum: float = Field(0.0, ge=0.0, le=1.0)
+
+
 class DataConfig(Section):
     source: Literal["synthetic", "real", "parquet"] = "synthetic"
     path: str | None = None               # parquet/JSON(L) file when source == parquet
@@ -52,6 +80,8 @@ class DataConfig(Section):
     image_size: int = 224
     include_map_text: bool = True         # put the line -> stations table into the prompt
     answer_format: Literal["boxed", "tags"] = "boxed"   # boxed{} (RewardMap) or <think>/<answer> tags (R1)
+    curriculum: CurriculumConfig = Field(default_factory=CurriculumConfig)
+    vas: VASConfig = Field(default_factory=VASConfig)
 
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":
@@ -60,6 +90,11 @@ class DataConfig(Section):
             raise ValueError(f"unknown question types {bad}; known: {list(QUESTION_TYPES)}")
         if self.source == "parquet" and not self.path:
             raise ValueError("data.source=parquet needs data.path")
+        if self.curriculum.enabled and self.curriculum.stages is not None:
+            staged = {t.lower() for st in self.curriculum.stages for t in st.types}
+            missing = sorted(staged - {t.lower() for t in self.types})
+            if missing:
+                raise ValueError(f"curriculum stages use question types {missing} that data.types does not load")
         return self
 
 
@@ -177,6 +212,8 @@ class TrainConfig(Section):
     progress: bool = True
     checkpoint_every: int = 0             # 0 = only at the end
     resume: bool = False                  # continue from <run_dir>/checkpoint when one is there
+    eval_every: int = 0                   # greedy evaluation on a held-out synthetic split; 0 = off
+    eval_networks: int = 10               # networks in that split (8 questions per network and type)
 
 
 class WaypointConfig(Section):

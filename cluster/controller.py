@@ -22,7 +22,8 @@ from cluster.tasks import load_task_rows, resolve_policy
 from actors.learner_worker import LearnerGroup
 from actors.weight_sync import TRANSPORTS
 from cluster.feeder import RolloutFeeder
-from data.sampler import PromptSampler
+from cluster.evaluate import eval_config, evaluation_report, score_rows
+from cluster.schedule import TaskSchedule
 
 
 def train(cfg: WaypointConfig) -> dict:
@@ -43,12 +44,13 @@ def train(cfg: WaypointConfig) -> dict:
             attn_implementation=cfg.model.attn_implementation),
             backend=cfg.learner.backend)
         transport = TRANSPORTS[cfg.learner.weight_sync]()
-        sampler = PromptSampler(rows, seed=cfg.train.seed)
-        feeder = RolloutFeeder(sampler, actors.rollout, actors.reward, actors.buffer, gps,
+        schedule = TaskSchedule(cfg, rows)                            # curriculum stage x VAS weights
+        feeder = RolloutFeeder(schedule.sampler, actors.rollout, actors.reward, actors.buffer, gps,
                                cfg.buffer.max_staleness, total_groups=gps * cfg.train.steps,
                                prompts_per_call=cfg.rollout.prompts_per_call, seed=cfg.train.seed,
                                reference_actors=actors.reference)
         consumers = actors.rollout + actors.reference                 # who receives each new weight set
+        between = BetweenSteps(cfg, schedule, feeder, actors, vision)  # curriculum, VPS passes, evaluation
         metrics = MetricsLogger(run_dir, cfg.cluster.host, cfg.cluster.metrics_port)
         print(f"[waypoint] model={model_path} engine={engine} vision={vision} rows={len(rows)} ray={cluster} "
               f"metrics=http://{cfg.cluster.host}:{metrics.port}/metrics log={metrics.path}", flush=True)
@@ -56,10 +58,12 @@ def train(cfg: WaypointConfig) -> dict:
         ckpt = run_dir / "checkpoint"
         start = 0
         if cfg.train.resume and has_checkpoint(ckpt):                      # learner, sampler, feeder, buffer
-            start = load_checkpoint(ckpt, learner, sampler, feeder, actors.buffer, actors.reference)
+            start = load_checkpoint(ckpt, learner, schedule, feeder, actors.buffer, actors.reference)
             transport.publish(learner, consumers, version=start)               # rollout serves the saved weights
             feeder.advance(start)
             print(f"[waypoint] resumed from {ckpt} at step {start}", flush=True)
+        first = between.run(start, None) if start == 0 else {}         # initial VPS estimate
+        first["time/initial_schedule_s"] = first.pop("time/schedule_s", 0.0)
         feeder.start()
         last = feeder.stats()
         with progress_bar(cfg.train.steps, enabled=cfg.train.progress) as bar:
@@ -70,19 +74,21 @@ def train(cfg: WaypointConfig) -> dict:
                 stats = learner.step([entry[0] for entry in batch])                 # advantages, loss, step
                 t2 = time.perf_counter()
                 sync = transport.publish(learner, consumers, version=step + 1)   # new weights (+ EMA ref)
+                extra = between.run(step + 1, stats.pop("groups"))      # stage switch, VPS pass, evaluation
                 feeder.advance(step + 1)                                              # generate for v+1
                 now = feeder.stats()
                 record = step_record(stats, sync, now, last, ray.get(actors.buffer.stats.remote()),
                                      wait_s=t1 - t0, learn_s=t2 - t1, step_s=time.perf_counter() - t0,
                                      reference=ray.get([a.stats.remote() for a in actors.reference[:1]]))
-                last = now
+                record.update({**first, **extra, **schedule.metrics()})
+                first, last = {}, now
                 metrics.log(step, record)
                 bar.update(step, record)
                 every = cfg.train.checkpoint_every
                 if every and (step + 1) % every == 0 and step + 1 < cfg.train.steps:
-                    save_checkpoint(ckpt, step + 1, learner, sampler, feeder, actors.buffer, actors.reference)
+                    save_checkpoint(ckpt, step + 1, learner, schedule, feeder, actors.buffer, actors.reference)
 
-        save_checkpoint(ckpt, cfg.train.steps, learner, sampler, feeder, actors.buffer, actors.reference)
+        save_checkpoint(ckpt, cfg.train.steps, learner, schedule, feeder, actors.buffer, actors.reference)
         feeder.stop(drain=True)
         summary = close_accounting(feeder.stats(), ray.get(actors.buffer.stats.remote()), cfg.train.steps * gps)
         summary["metrics_path"] = str(metrics.path)
@@ -96,6 +102,49 @@ def train(cfg: WaypointConfig) -> dict:
         if metrics is not None:
             metrics.close()
         actors.shutdown()
+
+
+class BetweenSteps:
+    """What happens between optimizer steps besides weight sync: the curriculum looks at the consumed groups
+    (a switch restricts sampling to the next stage), a VAS scoring pass refreshes the prompt weights every
+    `update_every` steps, and a greedy held-out evaluation runs every `eval_every` steps."""
+
+    def __init__(self, cfg: WaypointConfig, schedule: TaskSchedule, feeder: RolloutFeeder, actors, vision: bool):
+        self.cfg, self.schedule, self.feeder, self.actors = cfg, schedule, feeder, actors
+        self.eval_rows = []
+        if cfg.train.eval_every:
+            held = eval_config(cfg, "synthetic")
+            small = held.data.model_copy(update={"n_networks": cfg.train.eval_networks})
+            held = held.model_copy(update={"data": small})
+            self.eval_rows = load_task_rows(held, vision)
+
+    def score(self, rows: list[dict], n: int, seeds=None, temperature: float | None = None) -> list[dict]:
+        t = self.cfg.rollout.temperature if temperature is None else temperature
+        return score_rows(self.actors.rollout, self.actors.reward, rows, n, t, self.cfg.rollout.prompts_per_call,
+                          seeds=seeds, with_tokens=seeds is not None)
+
+    def run(self, version: int, consumed: list[dict] | None) -> dict:
+        out: dict[str, float] = {}
+        t0 = time.perf_counter()
+        event = self.schedule.observe(version - 1, consumed) if consumed is not None else None
+        if event is not None:
+            out["curriculum/switch"] = 1.0
+            print(f"[waypoint] curriculum: step {event['step']}: {event['from']} -> {event['to']} "
+                  f"({event['reason']})", flush=True)
+        if self.schedule.vps_due(version):
+            self.feeder.pause()                  # the scoring pass has the rollout actors to itself
+            try:
+                out.update(self.schedule.refresh_vps(lambda rows, n, seeds: self.score(rows, n, seeds),
+                                                     seed=self.cfg.train.seed + version))
+            finally:
+                self.feeder.resume()
+        every = self.cfg.train.eval_every
+        if every and version > 0 and version % every == 0:
+            report = evaluation_report(self.score(self.eval_rows, 1, temperature=0.0))["overall"]
+            out.update({f"eval/{k}": float(v) for k, v in report.items()
+                        if k in ("accuracy", "weighted_accuracy", "format_rate", "detail")})
+        out["time/schedule_s"] = time.perf_counter() - t0
+        return out
 
 
 def take_batch(buffer, feeder: RolloutFeeder, n: int, learner_version: int, poll_s: float = 5.0) -> list:

@@ -109,6 +109,13 @@ class Actors:
         remove_placement_group(self.placement_group)
 
 
+def reward_options(cfg: WaypointConfig) -> dict:
+    """Keyword options of `rewards.map_vqa.score` from the config."""
+    return {"detail_penalty": cfg.reward.detail_penalty, "format_weight": cfg.reward.format_weight,
+            "counting1_detail_enabled": cfg.reward.counting1_detail, "unwrap_text": cfg.reward.unwrap_text,
+            "answer_format": cfg.data.answer_format}
+
+
 def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str, prefix: str = "") -> Actors:
     """Named actors (`{prefix}rollout-0`, ...), so the Ray dashboard shows which is which."""
     from actors.buffer import TrajectoryBuffer
@@ -143,11 +150,8 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
                                       scheduling_strategy=at(r.num_actors + i), runtime_env=env).remote(
         i, L.num_workers)
                 for i in range(L.num_workers)]
-    options = {"detail_penalty": cfg.reward.detail_penalty, "format_weight": cfg.reward.format_weight,
-               "counting1_detail_enabled": cfg.reward.counting1_detail, "unwrap_text": cfg.reward.unwrap_text,
-               "answer_format": cfg.data.answer_format}
     reward = [RewardActor.options(name=f"{prefix}reward-{i}", num_cpus=cfg.reward.num_cpus, runtime_env=env).remote(
-        "map_vqa", options, cfg.reward.sample_timeout_s) for i in range(cfg.reward.num_actors)]
+        "map_vqa", reward_options(cfg), cfg.reward.sample_timeout_s) for i in range(cfg.reward.num_actors)]
     buffer = TrajectoryBuffer.options(name=f"{prefix}buffer", runtime_env=env).remote(
         cfg.buffer.capacity, cfg.buffer.max_staleness)
     reference = []

@@ -126,6 +126,10 @@ class PolicyLearner:
         gn = self.engine.get_global_grad_norm()
         stats["grad_norm"] = float(gn) if gn is not None else float("nan")
         stats["learner_version"] = self.version
+        # not a metric: what the step consumed, for the curriculum (the controller pops it before logging)
+        stats["groups"] = [{"type": str(g.row.get("type", "")),
+                            "accuracy": float(np.mean(g.rewards.get("accuracy", np.zeros(g.size))))}
+                           for g in groups]
         return stats
 
     def _normaliser(self, items: list[SampleRef]) -> float:

@@ -2,6 +2,7 @@
 actors, the CARE reference actor and the object-store buffer; the VLM, GRPO-CARE and COPO configs run a few
 steps each. Slow-ish (engine start-up) but part of every test run. The CARE/COPO math is tested by hand in
 test_care_copo.py, test_batch_algorithms.py and test_reference.py."""
+import json
 import math
 import os
 
@@ -65,7 +66,29 @@ def test_rollout_weights_follow_the_learner(local_ray, tmp_path):
         state = ray.get(learner.export_weights()["ref"][0])
         model.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=False)
         np.testing.assert_allclose(after, hf_logprobs(model, *probe), atol=2e-4)
+
+        # a run checkpoint of the 2-rank ZeRO-2 learner consolidates to exactly the weights it exported
+        from cluster.evaluate import main as evaluate_main
+        from cluster.evaluate import policy_from_checkpoint
+        learner.save(str(tmp_path / "ckpt" / "learner"))
+        hf_dir = policy_from_checkpoint(str(tmp_path / "ckpt"), model_path, tmp_path / "hf")
+        restored = AutoModelForCausalLM.from_pretrained(hf_dir).state_dict()
+        for name, value in state.items():
+            np.testing.assert_array_equal(restored[name].numpy(), value, err_msg=name)
         learner.shutdown()
+
+        # `python -m cluster.evaluate` on that checkpoint and a held-out synthetic split (greedy, hf engine)
+        out = tmp_path / "eval.json"
+        assert evaluate_main(["--config", "configs/cpu_tiny.yaml", "--checkpoint", str(tmp_path / "ckpt"),
+                              "--data", "synthetic", "--out", str(out), "--set", "rollout.engine=hf",
+                              "--set", "data.n_networks=5", "--set", "data.types=[torf1, counting2]"]) == 0
+        report = json.loads(out.read_text())
+        assert report["meta"]["rows"] == report["overall"]["samples"] >= 20      # one greedy answer each
+        assert set(report["by_type"]) == {"torf1", "counting2"}
+        assert sum(s["samples"] for s in report["by_type"].values()) == report["overall"]["samples"]
+        for s in [report["overall"], *report["by_type"].values(), *report["by_difficulty"].values()]:
+            assert 0 <= s["accuracy"] <= s["pass_at_n"] <= 1 and 0 <= s["format_rate"] <= 1
+            assert math.isfinite(s["weighted_accuracy"]) and s["failures"] == 0
     finally:
         actors.shutdown()
 
@@ -104,7 +127,11 @@ def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
 
     opts = ("rollout.engine=hf",   # starts in seconds; vLLM's per-request seeds give the same guarantee
             "algorithm.kl_coef=0.01", "algorithm.care.ema_every=1", "algorithm.care.keep_kl=true",
-            "algorithm.care.ema_decay=0.5")   # 0.5: a lost EMA state shows
+            "algorithm.care.ema_decay=0.5",   # 0.5: a lost EMA state shows
+            # a stage switch after step 0 and VAS scoring passes before steps 0, 2 and 4
+            "data.n_networks=5", "data.curriculum.enabled=true", "data.curriculum.after_steps=1",
+            "data.curriculum.stages=[{name: one, types: [torf1]}, {name: two, types: [torf2]}]",
+            "data.vas.enabled=true", "data.vas.update_every=2", "data.vas.samples=2")
     care = "configs/cpu_tiny_care.yaml"
     straight = train(small_cfg(tmp_path / "a", "train.steps=4", *opts, config=care))
     a = read_jsonl(straight["metrics_path"])
@@ -124,9 +151,14 @@ def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
     assert resumed["accounting"]["closes"] and resumed["accounting"]["consumed"] == 4 * 2
     b = read_jsonl(resumed["metrics_path"])
     assert [r["step"] for r in b] == [0, 1, 2, 3]          # one log across both processes
+    # stage "one" (torf1) for step 0, whose record already shows the switch it caused
+    assert [r["curriculum/stage"] for r in a] == [1, 1, 1, 1]
+    assert [r.get("curriculum/switch", 0) for r in a] == [1, 0, 0, 0]
+    assert [r.get("vas/scored_prompts", 0) > 0 for r in a] == [True, True, False, True]
     for step in (2, 3):
         for key in ("reward/total", "response_tokens", "adv/std", "loss/ratio_mean", "grad_norm",
-                    "care/answer_likelihood_mean"):
+                    "care/answer_likelihood_mean", "curriculum/stage", "curriculum/steps_in_stage",
+                    "vas/weight_min", "vas/weight_median", "vas/weight_max"):
             assert b[step][key] == pytest.approx(a[step][key], rel=1e-5, abs=1e-6), (step, key)
     assert a[-1]["care/ema_updates"] == 4 and b[-1]["care/ema_updates"] == 4
     # the EMA reference continued from its checkpoint: after 4 steps it equals the straight run's

@@ -1,0 +1,213 @@
+"""`python -m cluster.evaluate --config X [--checkpoint Y] [--data Z] [--samples N] [--out report.json]`
+
+Greedy (or N-sample) generation through rollout actors, scored by the map-VQA reward in reward actors. Reports
+accuracy per question type and per city difficulty, ReasonMap's difficulty-weighted accuracy, the planning
+detail score and the answer-format rate, as a printed table and a JSON file.
+
+--checkpoint: a Hugging Face model directory, or a run's checkpoint directory (`<run_dir>/checkpoint`) whose
+  DeepSpeed learner state is consolidated onto the config's model (ZeRO 0-3). Omitted: the config's model.
+--data: `synthetic` (a held-out split: other networks than training's), `real` (the 25 cities), or a
+  parquet / JSON / JSONL file of ReasonMap-style rows.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from cluster.config import ConfigError, WaypointConfig, load_config
+
+HELDOUT_SEED_OFFSET = 1_000_003   # synthetic eval networks come from another seed than the training ones
+
+
+# ---- the report (pure) ------------------------------------------------------------------------------------
+def evaluation_report(samples: list[dict]) -> dict:
+    """Aggregate per-sample scores {prompt_id, type, difficulty_city, format, accuracy, detail, weight}.
+
+    accuracy = mean correctness over samples (avg@n); pass@n = share of prompts with a correct sample;
+    weighted_accuracy = sum_i W_i acc_i / sum_i W_i with RewardMap's difficulty weight W (city: easy 1.0,
+    middle 1.2, hard 1.5; +0.5 for planning with transfers), the paper's difficulty-weighted accuracy;
+    detail = mean planning detail reward (ALGORITHMS.md §1b) over planning samples.
+    """
+    if not samples:
+        raise ValueError("nothing to report: no scored samples")
+
+    def summary(items: list[dict]) -> dict:
+        acc = np.array([s["accuracy"] for s in items], dtype=np.float64)
+        w = np.array([s["weight"] for s in items], dtype=np.float64)
+        by_prompt: dict[str, float] = defaultdict(float)
+        for s in items:
+            by_prompt[s["prompt_id"]] = max(by_prompt[s["prompt_id"]], s["accuracy"])
+        out = {"samples": len(items), "prompts": len(by_prompt), "accuracy": float(acc.mean()),
+               "pass_at_n": float(np.mean(list(by_prompt.values()))),
+               "weighted_accuracy": float((w * acc).sum() / w.sum()) if w.sum() > 0 else float("nan"),
+               "format_rate": float(np.mean([s["format"] for s in items])),
+               "failures": sum(1 for s in items if s.get("failure"))}
+        plans = [s["detail"] for s in items if s["type"] == "planning"]
+        if plans:
+            out["detail"] = float(np.mean(plans))
+        return out
+
+    groups: dict[str, dict[str, list]] = {"type": defaultdict(list), "difficulty": defaultdict(list)}
+    for s in samples:
+        groups["type"][s["type"]].append(s)
+        groups["difficulty"][s["difficulty_city"]].append(s)
+    return {"overall": summary(samples),
+            "by_type": {k: summary(v) for k, v in sorted(groups["type"].items())},
+            "by_difficulty": {k: summary(v) for k, v in sorted(groups["difficulty"].items())}}
+
+
+def report_table(report: dict, title: str = "evaluation") -> str:
+    """The report as a fixed-width text table (what the CLI prints)."""
+    head = f"{'':22s} {'n':>6s} {'acc':>7s} {'pass@n':>7s} {'w-acc':>7s} {'format':>7s} {'detail':>7s}"
+    lines = [title, head, "-" * len(head)]
+
+    def row(name: str, s: dict) -> str:
+        detail = f"{s['detail']:7.3f}" if "detail" in s else f"{'-':>7s}"
+        return (f"{name:22s} {s['samples']:6d} {s['accuracy']:7.3f} {s['pass_at_n']:7.3f} "
+                f"{s['weighted_accuracy']:7.3f} {s['format_rate']:7.3f} {detail}")
+
+    for key, label in (("by_type", "type"), ("by_difficulty", "difficulty")):
+        for name, s in report[key].items():
+            lines.append(row(f"{label} {name}", s))
+    lines.append(row("overall", report["overall"]))
+    return "\n".join(lines)
+
+
+# ---- generation and scoring through the actors -----------------------------------------------------------
+def score_rows(rollout: list, reward: list, rows: list[dict], samples: int, temperature: float,
+               prompts_per_call: int, seeds: list[int] | None = None, with_tokens: bool = False) -> list[dict]:
+    """Generate `samples` answers per row (greedy at temperature 0) and score them; one dict per sample.
+    Used by this CLI, by evaluation during training and by VAS scoring passes (seeds, token ids)."""
+    import ray
+    refs = []
+    for i in range(0, len(rows), prompts_per_call):
+        chunk = rows[i:i + prompts_per_call]
+        actor = rollout[(i // prompts_per_call) % len(rollout)]
+        chunk_seeds = None if seeds is None else seeds[i:i + prompts_per_call]
+        out = actor.generate.options(num_returns=len(chunk)).remote(chunk, chunk_seeds, samples, temperature)
+        for j, ref in enumerate([out] if len(chunk) == 1 else list(out)):
+            refs.append(reward[(i + j) % len(reward)].score.options(num_returns=2).remote(ref)[0])
+    results = []
+    for group in ray.get(refs):
+        row = group.row
+        for k in range(group.size):
+            results.append({"prompt_id": group.prompt_id, "type": str(row.get("type", "")),
+                            "difficulty_city": str(row.get("difficulty_city", "")),
+                            **{c: float(group.rewards[c][k]) for c in ("format", "accuracy", "detail", "weight")},
+                            "answer": group.answers[k] if group.answers else "",
+                            "failure": group.reward_failures[k] if group.reward_failures else None,
+                            **({"token_ids": group.samples[k].token_ids} if with_tokens else {})})
+    return results
+
+
+def policy_from_checkpoint(checkpoint: str, base_path: str, out_dir: Path) -> str:
+    """A Hugging Face directory for `checkpoint`: itself if it is one, else the run checkpoint's DeepSpeed
+    learner state (fp32, any ZeRO stage, via DeepSpeed's zero_to_fp32) saved over a copy of the base model."""
+    path = Path(checkpoint)
+    if (path / "config.json").is_file():
+        return str(path)
+    learner = path / "learner"
+    if not (learner / "latest").is_file():
+        raise FileNotFoundError(f"{checkpoint}: neither a Hugging Face model (config.json) nor a waypoint run "
+                                f"checkpoint (learner/latest)")
+    import torch
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
+
+    from learner.model_zoo import is_vision_model
+    state = get_fp32_state_dict_from_zero_checkpoint(str(learner), tag=(learner / "latest").read_text().strip())
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    shutil.copytree(base_path, out_dir)                         # tokenizer, processor and generation files
+    cls = AutoModelForImageTextToText if is_vision_model(base_path) else AutoModelForCausalLM
+    model = cls.from_config(AutoConfig.from_pretrained(base_path), dtype=torch.float32)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not m.endswith("lm_head.weight")]   # tied to the embedding
+    if missing or unexpected:
+        raise ValueError(f"{checkpoint} does not match {base_path}: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    model.save_pretrained(out_dir)
+    return str(out_dir)
+
+
+def eval_config(cfg: WaypointConfig, data: str) -> WaypointConfig:
+    """The config with its data section pointed at the evaluation set."""
+    if data == "synthetic":
+        update = {"source": "synthetic", "seed": cfg.data.seed + HELDOUT_SEED_OFFSET}
+    elif data == "real":
+        update = {"source": "real"}
+    elif Path(data).is_file():
+        update = {"source": "parquet", "path": data}
+    else:
+        raise FileNotFoundError(f"--data {data}: not 'synthetic', 'real' or an existing file")
+    return cfg.model_copy(update={"data": cfg.data.model_copy(update=update)})
+
+
+def evaluate(cfg: WaypointConfig, checkpoint: str | None, data: str = "synthetic", samples: int = 1,
+             temperature: float = 0.0, out: str | None = None) -> dict:
+    import ray
+
+    from actors.reward import RewardActor
+    from actors.rollout import RolloutActor
+    from cluster.launch import reward_options, start_cluster, worker_env
+    from cluster.tasks import load_task_rows, resolve_policy
+
+    base_path, vision, engine = resolve_policy(cfg)
+    out_path = Path(out or Path(cfg.train.run_dir) / "eval.json")
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    policy = policy_from_checkpoint(checkpoint, base_path, out_path.parent / "eval_policy") if checkpoint \
+        else base_path
+    ecfg = eval_config(cfg, data)
+    rows = load_task_rows(ecfg, vision)
+    start_cluster(cfg)
+    env = {"env_vars": worker_env(cfg.rollout.num_gpus > 0)}
+    r = cfg.rollout
+    rollout = [RolloutActor.options(num_cpus=r.num_cpus, num_gpus=r.num_gpus, runtime_env=env).remote(
+        policy, engine, vision, r.model_dump(), cfg.data.include_map_text, seed=cfg.train.seed,
+        dtype=cfg.model.dtype, answer_format=cfg.data.answer_format) for _ in range(r.num_actors)]
+    reward = [RewardActor.options(num_cpus=cfg.reward.num_cpus, runtime_env=env).remote(
+        "map_vqa", reward_options(cfg), cfg.reward.sample_timeout_s) for _ in range(cfg.reward.num_actors)]
+    try:
+        t0 = time.perf_counter()
+        results = score_rows(rollout, reward, rows, samples, temperature, r.prompts_per_call)
+        report = evaluation_report(results)
+    finally:
+        for a in rollout + reward:
+            ray.kill(a, no_restart=True)
+    report["meta"] = {"checkpoint": checkpoint, "policy": policy, "data": data, "rows": len(rows),
+                      "samples_per_prompt": samples, "temperature": temperature, "seconds": time.perf_counter() - t0}
+    out_path.write_text(json.dumps(report, indent=2))
+    return {**report, "path": str(out_path)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cluster.evaluate", description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="configs/cpu_tiny.yaml")
+    ap.add_argument("--checkpoint", default=None, help="HF model dir or <run_dir>/checkpoint (default: the base model)")
+    ap.add_argument("--data", default="synthetic", help="synthetic | real | path to parquet/JSON(L)")
+    ap.add_argument("--samples", type=int, default=1, help="answers per question (1: greedy)")
+    ap.add_argument("--temperature", type=float, default=None, help="default: 0 (greedy) for 1 sample, else 1")
+    ap.add_argument("--out", default=None, help="JSON report path (default <run_dir>/eval.json)")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"config error:\n{e}", file=sys.stderr)
+        return 2
+    temperature = args.temperature if args.temperature is not None else (0.0 if args.samples == 1 else 1.0)
+    report = evaluate(cfg, args.checkpoint, args.data, args.samples, temperature, args.out)
+    print(report_table(report, f"{args.data} ({report['meta']['rows']} questions, {args.samples} sample(s) each, "
+                               f"checkpoint {args.checkpoint or 'none'})"))
+    print(f"[waypoint] report: {report['path']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

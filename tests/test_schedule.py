@@ -1,0 +1,80 @@
+"""TaskSchedule (curriculum x VAS) without Ray: stage switches restrict sampling, a scoring pass sets the VAS
+weights, and the checkpointed state restores exactly."""
+import json
+
+import numpy as np
+import pytest
+
+from cluster.config import ConfigError, load_config
+from cluster.schedule import TaskSchedule, curriculum_stages
+
+ROWS = [{"id": f"{t}-{i}", "type": t} for t in ("torf1", "torf2", "counting2") for i in range(6)]
+PASS_RATE = {"torf1-0": 0.5, "torf1-1": 1.0, "torf2-0": 0.5}     # every other prompt: always wrong
+
+
+def cfg(*extra):
+    return load_config("configs/cpu_tiny.yaml", ["data.types=[torf1, torf2, counting2]", "train.groups_per_step=4",
+                                                 *extra])
+
+
+def fake_score(rows, n, seeds):
+    """n samples per row; correct for the first round(p * n); distinct token ids so TDS does not tie."""
+    out = []
+    for r in rows:
+        k = round(PASS_RATE.get(r["id"], 0.0) * n)
+        out += [{"prompt_id": r["id"], "accuracy": float(j < k), "token_ids": [j, j + 1, j + 2, 7]}
+                for j in range(n)]
+    return out
+
+
+def test_default_stages_keep_the_loaded_types():
+    names = [s.name for s in curriculum_stages(cfg("data.curriculum.enabled=true"))]
+    assert names == ["yes-no", "counting"]          # counting1 and planning are not loaded
+    with pytest.raises(ConfigError, match=r"question types \['planning'\]"):
+        cfg("data.curriculum.enabled=true", "data.curriculum.stages=[{name: p, types: [planning]}]")
+
+
+def test_switch_restricts_sampling_and_vps_weights_prompts():
+    s = TaskSchedule(cfg("data.curriculum.enabled=true", "data.curriculum.after_steps=2", "data.vas.enabled=true",
+                         "data.vas.update_every=3", "data.vas.beta=0"), ROWS)
+    assert {r["type"] for r in s.sampler.next(12)} <= {"torf1", "torf2"}
+    assert s.vps_due(0) and not s.vps_due(2) and s.vps_due(3)
+    m = s.refresh_vps(fake_score, seed=0)
+    assert m == {"vas/scored_prompts": 12.0, "vas/scoring_zero_variance_fraction": 10 / 12}
+    # beta 0: VPS = minmax(p(1 - p)): the two half-right prompts get 1, all others 0
+    w = dict(zip(s.sampler.ids, s.sampler.weights))
+    assert w["torf1-0"] == pytest.approx(1.0) and w["torf2-0"] == pytest.approx(1.0)
+    assert w["torf1-1"] == 0.0 and w["torf2-3"] == 0.0 and w["counting2-0"] == 1.0   # unscored: unchanged
+    assert s.observe(0, [{"type": "torf1", "accuracy": 0.5}]) is None
+    event = s.observe(1, [{"type": "torf2", "accuracy": 0.0}])
+    assert event == {"step": 1, "from": "yes-no", "to": "counting", "reason": "after 2 steps"}
+    s.sampler.next(len(s.sampler.pending))            # the rest of a batch drawn before the switch, if any
+    assert {r["type"] for r in s.sampler.next(12)} == {"counting2"}
+    assert s.metrics()["curriculum/stage"] == 1.0
+
+
+def test_state_restores_exactly_after_a_switch():
+    opts = ("data.curriculum.enabled=true", "data.curriculum.after_steps=1", "data.vas.enabled=true")
+    a = TaskSchedule(cfg(*opts), ROWS)
+    a.refresh_vps(fake_score, seed=0)
+    a.sampler.next(5)
+    a.observe(0, [{"type": "torf1", "accuracy": 1.0}])
+    a.sampler.next(3)
+    saved = json.loads(json.dumps(a.state_dict()))     # checkpoints are JSON
+    b = TaskSchedule(cfg(*opts), ROWS)
+    b.load_state_dict(saved)
+    assert b.state_dict() == saved and b.curriculum.index == 1
+    np.testing.assert_array_equal(b.sampler.weights, a.sampler.weights)
+    assert [r["id"] for r in b.sampler.next(25)] == [r["id"] for r in a.sampler.next(25)]
+
+
+def test_released_order_and_plain_sampler_states():
+    s = TaskSchedule(cfg("data.curriculum.enabled=true", "data.curriculum.mode=released_order"), ROWS)
+    assert [r["type"] for r in s.sampler.next(18)] == ["torf1"] * 6 + ["torf2"] * 6 + ["counting2"] * 6
+    with pytest.raises(ValueError, match="cannot use VAS"):
+        TaskSchedule(cfg("data.curriculum.enabled=true", "data.curriculum.mode=released_order",
+                         "data.vas.enabled=true"), ROWS)
+    plain = TaskSchedule(cfg(), ROWS)
+    old_style = plain.sampler.state_dict()              # a checkpoint written before schedules existed
+    plain.load_state_dict(old_style)
+    assert plain.metrics() == {}
