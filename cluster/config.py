@@ -286,3 +286,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         return WaypointConfig.model_validate(tree)
     except ValidationError as e:
         raise ConfigError(_describe(e, "--set")) from None
+
+
+DEFAULT_CONFIG = "configs/cpu_tiny.yaml"
+
+
+def add_config_args(ap) -> None:
+    """`--config` and repeatable `--set section.key=value` on an argparse parser (every CLI takes both)."""
+    ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})")
+    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override one config value; repeatable")
+
+
+def config_from_args(args) -> WaypointConfig | None:
+    """The validated config, or None after printing why it is unusable (the CLI then exits with 2)."""
+    import sys
+    try:
+        return load_config(args.config, args.overrides)
+    except ConfigError as e:
+        print(f"config error:\n{e}", file=sys.stderr)
+        return None

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cluster.config import ConfigError, WaypointConfig, load_config
+from cluster.config import WaypointConfig, add_config_args, config_from_args
 
 HELDOUT_SEED_OFFSET = 1_000_003   # synthetic eval networks come from another seed than the training ones
 
@@ -188,18 +188,15 @@ def evaluate(cfg: WaypointConfig, checkpoint: str | None, data: str = "synthetic
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cluster.evaluate", description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="configs/cpu_tiny.yaml")
+    add_config_args(ap)
     ap.add_argument("--checkpoint", default=None, help="HF model dir or <run_dir>/checkpoint (default: the base model)")
     ap.add_argument("--data", default="synthetic", help="synthetic | real | path to parquet/JSON(L)")
     ap.add_argument("--samples", type=int, default=1, help="answers per question (1: greedy)")
     ap.add_argument("--temperature", type=float, default=None, help="default: 0 (greedy) for 1 sample, else 1")
     ap.add_argument("--out", default=None, help="JSON report path (default <run_dir>/eval.json)")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
     args = ap.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"config error:\n{e}", file=sys.stderr)
+    cfg = config_from_args(args)
+    if cfg is None:
         return 2
     temperature = args.temperature if args.temperature is not None else (0.0 if args.samples == 1 else 1.0)
     report = evaluate(cfg, args.checkpoint, args.data, args.samples, temperature, args.out)

@@ -7,21 +7,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cluster.config import ConfigError, load_config
-
-DEFAULT_CONFIG = "configs/cpu_tiny.yaml"
+from cluster.config import add_config_args, config_from_args
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m cluster.train", description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=DEFAULT_CONFIG, help=f"YAML config (default {DEFAULT_CONFIG})")
-    ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                    help="override one config value; repeatable")
-    args = ap.parse_args(argv)
-    try:
-        cfg = load_config(args.config, args.overrides)
-    except ConfigError as e:
-        print(f"config error:\n{e}", file=sys.stderr)
+    add_config_args(ap)
+    cfg = config_from_args(ap.parse_args(argv))
+    if cfg is None:
         return 2
     from cluster.controller import train
     summary = train(cfg)
