@@ -1,0 +1,1 @@
+"""GroundedPRM pieces: step splitting (steps.py) and the sandboxed SymPy tool verifier (verify.py)."""
