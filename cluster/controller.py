@@ -134,8 +134,7 @@ class BetweenSteps:
         if self.schedule.vps_due(version):
             self.feeder.pause()                  # the scoring pass has the rollout actors to itself
             try:
-                out.update(self.schedule.refresh_vps(lambda rows, n, seeds: self.score(rows, n, seeds),
-                                                     seed=self.cfg.train.seed + version))
+                out.update(self.schedule.refresh_vps(self.score, seed=self.cfg.train.seed + version))
             finally:
                 self.feeder.resume()
         every = self.cfg.train.eval_every

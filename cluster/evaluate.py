@@ -153,9 +153,7 @@ def evaluate(cfg: WaypointConfig, checkpoint: str | None, data: str = "synthetic
              temperature: float = 0.0, out: str | None = None) -> dict:
     import ray
 
-    from actors.reward import RewardActor
-    from actors.rollout import RolloutActor
-    from cluster.launch import reward_options, start_cluster, worker_env
+    from cluster.launch import reward_actor, rollout_actor, start_cluster, worker_env
     from cluster.tasks import load_task_rows, resolve_policy
 
     base_path, vision, engine = resolve_policy(cfg)
@@ -167,15 +165,11 @@ def evaluate(cfg: WaypointConfig, checkpoint: str | None, data: str = "synthetic
     rows = load_task_rows(ecfg, vision)
     start_cluster(cfg)
     env = {"env_vars": worker_env(cfg.rollout.num_gpus > 0)}
-    r = cfg.rollout
-    rollout = [RolloutActor.options(num_cpus=r.num_cpus, num_gpus=r.num_gpus, runtime_env=env).remote(
-        policy, engine, vision, r.model_dump(), cfg.data.include_map_text, seed=cfg.train.seed,
-        dtype=cfg.model.dtype, answer_format=cfg.data.answer_format) for _ in range(r.num_actors)]
-    reward = [RewardActor.options(num_cpus=cfg.reward.num_cpus, runtime_env=env).remote(
-        "map_vqa", reward_options(cfg), cfg.reward.sample_timeout_s) for _ in range(cfg.reward.num_actors)]
+    rollout = [rollout_actor(cfg, policy, engine, vision, i, env) for i in range(cfg.rollout.num_actors)]
+    reward = [reward_actor(cfg, env) for _ in range(cfg.reward.num_actors)]
     try:
         t0 = time.perf_counter()
-        results = score_rows(rollout, reward, rows, samples, temperature, r.prompts_per_call)
+        results = score_rows(rollout, reward, rows, samples, temperature, cfg.rollout.prompts_per_call)
         report = evaluation_report(results)
     finally:
         for a in rollout + reward:

@@ -116,13 +116,28 @@ def reward_options(cfg: WaypointConfig) -> dict:
             "answer_format": cfg.data.answer_format}
 
 
+def rollout_actor(cfg: WaypointConfig, model_path: str, engine: str, vision: bool, index: int, env: dict,
+                  **options):
+    """RolloutActor number `index` of this config (`options`: Ray actor options such as name, scheduling)."""
+    from actors.rollout import RolloutActor
+    r = cfg.rollout
+    return RolloutActor.options(num_cpus=r.num_cpus, num_gpus=r.num_gpus, runtime_env=env, **options).remote(
+        model_path, engine, vision, r.model_dump(), cfg.data.include_map_text, seed=cfg.train.seed + index,
+        dtype=cfg.model.dtype, torch_threads=max(1, int(r.num_cpus)), answer_format=cfg.data.answer_format)
+
+
+def reward_actor(cfg: WaypointConfig, env: dict, **options):
+    """A map-VQA RewardActor of this config (`options`: Ray actor options)."""
+    from actors.reward import RewardActor
+    return RewardActor.options(num_cpus=cfg.reward.num_cpus, runtime_env=env, **options).remote(
+        "map_vqa", reward_options(cfg), cfg.reward.sample_timeout_s)
+
+
 def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str, prefix: str = "") -> Actors:
     """Named actors (`{prefix}rollout-0`, ...), so the Ray dashboard shows which is which."""
     from actors.buffer import TrajectoryBuffer
     from actors.learner_worker import LearnerWorker
     from actors.reference import ReferenceActor
-    from actors.reward import RewardActor
-    from actors.rollout import RolloutActor
 
     bundles = bundles_for(cfg)
     check_resources(bundles, ray.cluster_resources())
@@ -139,19 +154,14 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
     env = {"env_vars": worker_env(_uses_gpu(cfg))}
 
     r = cfg.rollout
-    rollout_cfg = r.model_dump()
-    rollout = [RolloutActor.options(name=f"{prefix}rollout-{i}", num_cpus=r.num_cpus, num_gpus=r.num_gpus,
-                                    scheduling_strategy=at(i), runtime_env=env).remote(
-        model_path, engine, vision, rollout_cfg, cfg.data.include_map_text, seed=cfg.train.seed + i,
-        dtype=cfg.model.dtype, torch_threads=max(1, int(r.num_cpus)), answer_format=cfg.data.answer_format)
-        for i in range(r.num_actors)]
+    rollout = [rollout_actor(cfg, model_path, engine, vision, i, env, name=f"{prefix}rollout-{i}",
+                             scheduling_strategy=at(i)) for i in range(r.num_actors)]
     L = cfg.learner
     learners = [LearnerWorker.options(name=f"{prefix}learner-{i}", num_cpus=L.num_cpus, num_gpus=L.num_gpus,
                                       scheduling_strategy=at(r.num_actors + i), runtime_env=env).remote(
         i, L.num_workers)
                 for i in range(L.num_workers)]
-    reward = [RewardActor.options(name=f"{prefix}reward-{i}", num_cpus=cfg.reward.num_cpus, runtime_env=env).remote(
-        "map_vqa", reward_options(cfg), cfg.reward.sample_timeout_s) for i in range(cfg.reward.num_actors)]
+    reward = [reward_actor(cfg, env, name=f"{prefix}reward-{i}") for i in range(cfg.reward.num_actors)]
     buffer = TrajectoryBuffer.options(name=f"{prefix}buffer", runtime_env=env).remote(
         cfg.buffer.capacity, cfg.buffer.max_staleness)
     reference = []
