@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from actors.generation import GeneratedSample
+from actors.generation import Completion, GeneratedSample, cut_at_stop
 from learner.engine import gather_logprobs
 from learner.prompting import EncodedPrompt
 
@@ -65,6 +65,47 @@ class HFEngine:
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             samples.append(GeneratedSample(tokens, lps, text, reason))
         return samples
+
+    @torch.no_grad()
+    def complete(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int,
+                 stop: list[str] | None = None, top_logprobs: int = 0,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        """n continuations per prompt, ended at EOS, a stop string (cut off) or max_new_tokens; with
+        top_logprobs = k, the k most likely tokens of the processed distribution at every position."""
+        out = []
+        for i, ids in enumerate(prompt_ids):
+            if seeds is not None:
+                torch.manual_seed(seeds[i])
+            x = torch.tensor([list(ids)])
+            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 \
+                else dict(do_sample=False, top_k=None, top_p=None, temperature=None)
+            gen = self.model.generate(
+                input_ids=x, attention_mask=torch.ones_like(x), **sampling, max_new_tokens=max_new_tokens,
+                num_return_sequences=n, output_scores=top_logprobs > 0, return_dict_in_generate=True,
+                pad_token_id=self.pad_id, stop_strings=stop or None, tokenizer=self.tokenizer)
+            rows = gen.sequences[:, x.shape[1]:].tolist()
+            out.append([self._completion(r, gen.scores, j, stop, top_logprobs) for j, r in enumerate(rows)])
+        return out
+
+    def _completion(self, row: list[int], scores, j: int, stop, k: int) -> Completion:
+        tokens, eos = [], False
+        for t in row:
+            if t in self.eos_ids:
+                eos = True
+                break
+            tokens.append(t)
+        text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stop)
+        pieces, tops = [], []
+        if k > 0:
+            for pos, t in enumerate(tokens):
+                lp = torch.log_softmax(scores[pos][j].float(), dim=-1)
+                vals, idx = lp.topk(k)
+                pieces.append(self.tokenizer.decode([t]))
+                top: dict[str, float] = {}
+                for v, i in zip(vals.tolist(), idx.tolist()):
+                    top.setdefault(self.tokenizer.decode([i]), v)   # sorted: the first is the likelier
+                tops.append(top)
+        return Completion(text, eos and not stopped, pieces, tops)
 
     @torch.no_grad()
     def sequence_logprobs(self, prompt_ids: list[int], response_ids: list[int]) -> list[float]:

@@ -26,7 +26,12 @@ def score_map_vqa(response: str, row: dict, options: dict) -> dict:
     return score(response, row, **options)
 
 
-SCORERS = {"map_vqa": score_map_vqa}
+def score_math(response: str, row: dict, options: dict) -> dict:
+    from rewards.math_answer import score  # imported in the worker process
+    return score(response, row, **options)
+
+
+SCORERS = {"map_vqa": score_map_vqa, "math": score_math}
 
 
 class SampleScorer:

@@ -10,9 +10,9 @@ import uuid
 
 import ray
 
-from actors.generation import GeneratedSample
+from actors.generation import Completion, GeneratedSample
 from data.trajectory import Sample, TrajectoryGroup
-from learner.prompting import encode_prompt, load_processor
+from learner.prompting import encode_prompt, load_processor, tokenizer_of
 
 
 def make_engine(kind: str, model_path: str, vision: bool, rollout_cfg: dict, seed: int, dtype: str):
@@ -75,6 +75,29 @@ class Rollout:
                 timing={"generate_s": elapsed / len(rows)}))
         return groups
 
+    def prompt_ids(self, request: dict) -> list[int]:
+        """Token ids of a completion request: {"row": task row} (the RL prompt) or {"messages": chat}, then
+        "prefix", text the assistant turn already holds (the steps so far), which the model continues."""
+        tok = tokenizer_of(self.processor)
+        if "row" in request:
+            if self.vision:
+                raise ValueError("completions from task rows are text-only; use a text policy")
+            ids = encode_prompt(self.processor, request["row"], False, self.include_map_text,
+                                self.answer_format).input_ids
+        else:
+            text = tok.apply_chat_template(request["messages"], add_generation_prompt=True, tokenize=False)
+            ids = tok(text, add_special_tokens=False)["input_ids"]
+        prefix = request.get("prefix", "")
+        return list(ids) + (tok(prefix, add_special_tokens=False)["input_ids"] if prefix else [])
+
+    def complete(self, requests: list[dict], n: int = 1, temperature: float = 1.0, max_new_tokens: int = 64,
+                 stop: list[str] | None = None, top_logprobs: int = 0,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        """Free continuations (MCTS steps, PRM rationales, search candidates): n per request."""
+        return self.engine.complete([self.prompt_ids(r) for r in requests], n=n, temperature=temperature,
+                                    top_p=self.cfg["top_p"], max_new_tokens=max_new_tokens, stop=stop,
+                                    top_logprobs=top_logprobs, seeds=seeds)
+
     def _sample(self, s: GeneratedSample) -> Sample:
         return Sample(list(s.token_ids), [float(x) for x in s.logprobs], s.text, s.finish_reason, self.version)
 
@@ -102,6 +125,10 @@ class RolloutActor:
 
     def version(self) -> int:
         return self.impl.version
+
+    def complete(self, requests: list[dict], n: int = 1, temperature: float = 1.0, max_new_tokens: int = 64,
+                 stop: list[str] | None = None, top_logprobs: int = 0, seeds: list[int] | None = None):
+        return self.impl.complete(requests, n, temperature, max_new_tokens, stop, top_logprobs, seeds)
 
     def sequence_logprobs(self, prompt_ids: list[int], response_ids: list[int]) -> list[float]:
         """What the engine's current weights say about a fixed sequence (used to verify weight sync)."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 
-from actors.generation import GeneratedSample
+from actors.generation import Completion, GeneratedSample
 from learner.prompting import EncodedPrompt
 
 
@@ -68,6 +68,35 @@ class VLLMEngine:
                 lps = [float(step[t].logprob) for t, step in zip(ids, c.logprobs)]
                 reason = "stop" if c.finish_reason == "stop" else "length"
                 group.append(GeneratedSample(ids, lps, c.text, reason))
+            result.append(group)
+        return result
+
+    def complete(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int,
+                 stop: list[str] | None = None, top_logprobs: int = 0,
+                 seeds: list[int] | None = None) -> list[list[Completion]]:
+        """n continuations per prompt; vLLM leaves the stop string out of the text and reports it as
+        `stop_reason`. With top_logprobs = k, the k most likely tokens at every position."""
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+        params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_new_tokens,
+                                 stop=stop or None, logprobs=top_logprobs or None, skip_special_tokens=True,
+                                 seed=None if seeds is None else seeds[i]) for i in range(len(prompt_ids))]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=list(p)) for p in prompt_ids], params,
+                                    use_tqdm=False)
+        result = []
+        for out in outputs:
+            group = []
+            for c in out.outputs:
+                pieces, tops = [], []
+                for t, step in zip(c.token_ids, c.logprobs or []):
+                    pieces.append(step[t].decoded_token or "")
+                    top: dict[str, float] = {}
+                    for lp in sorted(step.values(), key=lambda e: -e.logprob)[:top_logprobs]:
+                        top.setdefault(lp.decoded_token or "", float(lp.logprob))
+                    tops.append(top)
+                # a stop *string* means the step ended; EOS (None) or a stop token id means the turn did
+                finished = c.finish_reason == "stop" and not isinstance(c.stop_reason, str)
+                group.append(Completion(c.text, finished, pieces, tops))
             result.append(group)
         return result
 

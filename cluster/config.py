@@ -70,8 +70,10 @@ class VASConfig(Section):
 
 
 class DataConfig(Section):
+    task: Literal["map_vqa", "math"] = "map_vqa"   # math: MATH-style problems with a \\boxed{} ground truth
     source: Literal["synthetic", "real", "parquet"] = "synthetic"
     path: str | None = None               # parquet/JSON(L) file when source == parquet
+    math_problems: int = 64               # synthetic math problems (task math, source synthetic)
     types: list[str] = Field(default_factory=lambda: ["torf1", "torf2"])
     n_networks: int = 200
     per_type: int = 4
@@ -85,6 +87,12 @@ class DataConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> "DataConfig":
+        if self.task == "math":
+            if self.source == "real":
+                raise ValueError("data.source=real holds map questions; math uses synthetic or parquet")
+            if self.types != ["math"]:
+                self.types = ["math"]          # one row type; curriculum stages and VAS see it by name
+            return self
         bad = [t for t in self.types if t.lower() not in QUESTION_TYPES]
         if bad:
             raise ValueError(f"unknown question types {bad}; known: {list(QUESTION_TYPES)}")
@@ -126,6 +134,56 @@ class RewardConfig(Section):
     unwrap_text: bool = True              # read \boxed{\text{Yes}} as "yes"; False reproduces the released parser
     sample_timeout_s: float = 5.0         # per-sample limit; a sample over it gets reward 0 and a counted reason
     num_cpus: float = 0.25
+
+
+class MCTSConfig(Section):
+    """GroundedPRM's label search (ALGORITHMS.md §3b): `python -m cluster.build_prm_data`."""
+    child_nums: int = Field(3, ge=1)      # k children per expansion
+    simulation_depth: int = Field(5, ge=1)
+    max_rounds: int = Field(8, ge=1)      # execute_round (12 with depth 9 for MATH level > 3)
+    exploration: float = 1.8              # c in UCT
+    decay: float = Field(0.9, ge=0.0, le=1.0)   # ancestor decay of the backed-up reward
+    paths_per_label: int = Field(3, ge=1)  # stop at this many positive and negative full paths
+    selection: Literal["uct", "random"] = "uct"   # random reproduces the released code
+    policy_temperature: float = 1.0
+    step_max_tokens: int = Field(64, ge=1)
+    judge: str | None = None              # a judge model (zoo name or path); None: step values from the tool
+    judge_temperature: float = 0.6
+    judge_max_tokens: int = 128
+    problems: int = Field(8, ge=1)        # synthetic problems when data.source is synthetic
+    out_dir: str = "runs/prm_data"
+
+
+class SearchConfig(Section):
+    """Reward-guided greedy search (`python -m cluster.search`)."""
+    candidates: int = Field(8, ge=1)      # next steps sampled per move; the PRM keeps the best
+    temperature: float = 0.7
+    max_steps: int = Field(8, ge=1)
+    step_max_tokens: int = Field(64, ge=1)
+    problems: int = Field(16, ge=1)
+
+
+class PRMConfig(Section):
+    """GroundedPRM process rewards (ALGORITHMS.md §3): a PRM actor on the route reward -> prm -> buffer."""
+    enabled: bool = False                 # score every step of every sample in the RL loop
+    model: str | None = None              # generative PRM checkpoint; None: tool-only (verifier verdicts)
+    step_mode: Literal["auto", "blank_line", "step_marker", "newline"] = "auto"
+    aggregation: Literal["min", "mean", "last", "product"] = "min"
+    weight: float = 1.0                   # total += weight * aggregated process reward
+    step_advantage_coef: float = 0.0      # > 0: also add token-placed process advantages (grpo/dr_grpo/care)
+    neutral: float = Field(0.5, ge=0.0, le=1.0)   # score of a step the tool cannot check (tool-only mode)
+    right_label: str = "Right"            # label words of the PRM's judge block, as in the training data
+    wrong_label: str = "Wrong"
+    top_logprobs: int = Field(10, ge=2)
+    temperature: float = 0.6
+    max_new_tokens: int = 256
+    tool_timeout_s: float = 2.0
+    tool_memory_mb: int = 512
+    num_actors: int = 1
+    num_cpus: float = 0.5
+    num_gpus: float = 0.0
+    mcts: MCTSConfig = Field(default_factory=MCTSConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
 
 
 class BufferConfig(Section):
@@ -226,6 +284,16 @@ class WaypointConfig(Section):
     algorithm: AlgorithmConfig = Field(default_factory=AlgorithmConfig)
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    prm: PRMConfig = Field(default_factory=PRMConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "WaypointConfig":
+        if self.prm.step_advantage_coef > 0 and self.algorithm.advantage == "copo":
+            raise ValueError("prm.step_advantage_coef: COPO's gate reads sequence-level local advantages; "
+                             "use grpo, dr_grpo or care with token-placed process advantages")
+        if self.data.task == "math" and self.train.eval_every:
+            raise ValueError("train.eval_every runs the map-question evaluation; for math use python -m cluster.search")
+        return self
 
 
 def _describe(err: ValidationError, source: str) -> str:

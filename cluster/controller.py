@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import numpy as np
 import ray
 
 from cluster.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
@@ -48,7 +49,7 @@ def train(cfg: WaypointConfig) -> dict:
         feeder = RolloutFeeder(schedule.sampler, actors.rollout, actors.reward, actors.buffer, gps,
                                cfg.buffer.max_staleness, total_groups=gps * cfg.train.steps,
                                prompts_per_call=cfg.rollout.prompts_per_call, seed=cfg.train.seed,
-                               reference_actors=actors.reference)
+                               reference_actors=actors.reference, prm_actors=actors.prm)
         consumers = actors.rollout + actors.reference                 # who receives each new weight set
         between = BetweenSteps(cfg, schedule, feeder, actors, vision)  # curriculum, VPS passes, evaluation
         metrics = MetricsLogger(run_dir, cfg.cluster.host, cfg.cluster.metrics_port)
@@ -79,7 +80,8 @@ def train(cfg: WaypointConfig) -> dict:
                 now = feeder.stats()
                 record = step_record(stats, sync, now, last, ray.get(actors.buffer.stats.remote()),
                                      wait_s=t1 - t0, learn_s=t2 - t1, step_s=time.perf_counter() - t0,
-                                     reference=ray.get([a.stats.remote() for a in actors.reference[:1]]))
+                                     reference=ray.get([a.stats.remote() for a in actors.reference[:1]]),
+                                     prm=ray.get([a.stats.remote() for a in actors.prm]))
                 record.update({**first, **extra, **schedule.metrics()})
                 first, last = {}, now
                 metrics.log(step, record)
@@ -160,16 +162,19 @@ def take_batch(buffer, feeder: RolloutFeeder, n: int, learner_version: int, poll
 def algorithm_options(cfg: WaypointConfig) -> dict:
     """The algorithm section as the learner reads it, with the derived switches resolved once, here."""
     return {**cfg.algorithm.model_dump(), "care_on": cfg.algorithm.care_on,
-            "kl_coef": cfg.algorithm.effective_kl_coef}
+            "kl_coef": cfg.algorithm.effective_kl_coef,
+            "prm_step_coef": cfg.prm.step_advantage_coef if cfg.prm.enabled else 0.0}
 
 
 def step_record(stats: dict, sync: dict, now: dict, last: dict, buf: dict, wait_s: float, learn_s: float,
-                step_s: float, reference: list[dict] = ()) -> dict:
+                step_s: float, reference: list[dict] = (), prm: list[dict] = ()) -> dict:
     delta = {k: now.get(k, 0.0) - last.get(k, 0.0)
-             for k in ("generate_s", "reward_s", "reference_s", "response_tokens")}
+             for k in ("generate_s", "reward_s", "prm_s", "reference_s", "response_tokens")}
     ref = {f"care/{k}": float(v) for k, v in reference[0].items()} if reference else {}
     return {
         **ref,
+        **prm_metrics(prm),
+        **({"time/prm_s": delta["prm_s"]} if prm else {}),
         **({"time/reference_s": delta["reference_s"]} if reference else {}),
         **stats,
         "time/wait_s": wait_s, "time/learn_s": learn_s, "time/weight_sync_s": sync["weight_sync_s"],
@@ -181,6 +186,17 @@ def step_record(stats: dict, sync: dict, now: dict, last: dict, buf: dict, wait_
         "feeder/dropped": sum(now["dropped"].values()), "feeder/in_flight": now["in_flight"],
         "reward_failures_total": sum(now["reward_failures"].values()),
     }
+
+
+def prm_metrics(per_actor: list[dict]) -> dict:
+    """PRM actors' stats as `prm/...`: counts and seconds summed, rates and score quantiles averaged."""
+    if not per_actor:
+        return {}
+    summed = ("samples_scored", "samples_without_steps", "prm_seconds", "tool_seconds", "tool_timeouts",
+              "tool_crashes")
+    keys = {k for s in per_actor for k in s}
+    return {f"prm/{k}": float(sum(s.get(k, 0.0) for s in per_actor) if k in summed
+                              else np.mean([s[k] for s in per_actor if k in s])) for k in sorted(keys)}
 
 
 def close_accounting(feeder: dict, buf: dict, expected: int) -> dict:

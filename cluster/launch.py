@@ -59,25 +59,28 @@ def start_cluster(cfg: WaypointConfig) -> dict:
 
 
 def _uses_gpu(cfg: WaypointConfig) -> bool:
-    care = cfg.algorithm.care
-    return cfg.rollout.num_gpus > 0 or cfg.learner.num_gpus > 0 or (cfg.algorithm.care_on and care.num_gpus > 0)
+    care, prm = cfg.algorithm.care, cfg.prm
+    return (cfg.rollout.num_gpus > 0 or cfg.learner.num_gpus > 0 or (cfg.algorithm.care_on and care.num_gpus > 0)
+            or (prm.enabled and prm.num_gpus > 0))
 
 
 def _cpus_needed(cfg: WaypointConfig) -> int:
     need = (cfg.rollout.num_actors * cfg.rollout.num_cpus + cfg.learner.num_workers * cfg.learner.num_cpus
             + cfg.reward.num_actors * cfg.reward.num_cpus
-            + (cfg.algorithm.care.num_cpus if cfg.algorithm.care_on else 0))
+            + (cfg.algorithm.care.num_cpus if cfg.algorithm.care_on else 0)
+            + (cfg.prm.num_actors * cfg.prm.num_cpus if cfg.prm.enabled else 0))
     return int(need + 0.999)
 
 
 def bundles_for(cfg: WaypointConfig) -> list[dict]:
-    """Rollout engines, learner ranks, then the CARE reference model (when on): one bundle each."""
+    """Rollout engines, learner ranks, the CARE reference model (when on), then the PRM actors (when on)."""
     def bundle(cpu, gpu):
         return {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
-    care = cfg.algorithm.care
+    care, prm = cfg.algorithm.care, cfg.prm
     return ([bundle(cfg.rollout.num_cpus, cfg.rollout.num_gpus)] * cfg.rollout.num_actors
             + [bundle(cfg.learner.num_cpus, cfg.learner.num_gpus)] * cfg.learner.num_workers
-            + ([bundle(care.num_cpus, care.num_gpus)] if cfg.algorithm.care_on else []))
+            + ([bundle(care.num_cpus, care.num_gpus)] if cfg.algorithm.care_on else [])
+            + ([bundle(prm.num_cpus, prm.num_gpus)] * prm.num_actors if prm.enabled else []))
 
 
 def check_resources(bundles: list[dict], available: dict) -> None:
@@ -100,17 +103,20 @@ class Actors:
     learner_workers: list
     placement_group: object
     reference: list = field(default_factory=list)   # GRPO-CARE EMA reference (empty when CARE is off)
+    prm: list = field(default_factory=list)         # GroundedPRM step scorers (empty when prm.enabled is off)
 
     def shutdown(self) -> None:
         """Kill every actor and free the placement group (a long-lived cluster outlives the run)."""
         from ray.util.placement_group import remove_placement_group
-        for a in [*self.rollout, *self.reward, self.buffer, *self.learner_workers, *self.reference]:
+        for a in [*self.rollout, *self.reward, self.buffer, *self.learner_workers, *self.reference, *self.prm]:
             ray.kill(a, no_restart=True)
         remove_placement_group(self.placement_group)
 
 
 def reward_options(cfg: WaypointConfig) -> dict:
-    """Keyword options of `rewards.map_vqa.score` from the config."""
+    """Keyword options of the task's scorer (`rewards.map_vqa.score` or `rewards.math_answer.score`)."""
+    if cfg.data.task == "math":
+        return {"format_weight": cfg.reward.format_weight, "answer_format": cfg.data.answer_format}
     return {"detail_penalty": cfg.reward.detail_penalty, "format_weight": cfg.reward.format_weight,
             "counting1_detail_enabled": cfg.reward.counting1_detail, "unwrap_text": cfg.reward.unwrap_text,
             "answer_format": cfg.data.answer_format}
@@ -127,10 +133,23 @@ def rollout_actor(cfg: WaypointConfig, model_path: str, engine: str, vision: boo
 
 
 def reward_actor(cfg: WaypointConfig, env: dict, **options):
-    """A map-VQA RewardActor of this config (`options`: Ray actor options)."""
+    """A RewardActor for this config's task (`options`: Ray actor options)."""
     from actors.reward import RewardActor
     return RewardActor.options(num_cpus=cfg.reward.num_cpus, runtime_env=env, **options).remote(
-        "map_vqa", reward_options(cfg), cfg.reward.sample_timeout_s)
+        cfg.data.task, reward_options(cfg), cfg.reward.sample_timeout_s)
+
+
+def prm_actor(cfg: WaypointConfig, model_path: str, engine: str, env: dict, **options):
+    """A PRMActor: tool-only without prm.model, else the PRM checkpoint on a rollout engine."""
+    from actors.prm import PRMActor
+    p = cfg.prm
+    prm_path = p.model
+    if prm_path:
+        from learner.model_zoo import resolve_model
+        prm_path = resolve_model(prm_path, cache_dir=cfg.model.cache_dir, seed=cfg.model.seed)
+    return PRMActor.options(num_cpus=p.num_cpus, num_gpus=p.num_gpus, runtime_env=env, **options).remote(
+        {**p.model_dump(), "model": prm_path}, model_path, engine="hf" if engine == "hf" else "vllm",
+        rollout_cfg=cfg.rollout.model_dump(), seed=cfg.train.seed, torch_threads=max(1, int(p.num_cpus)))
 
 
 def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str, prefix: str = "") -> Actors:
@@ -171,5 +190,8 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
             name=f"{prefix}reference", num_cpus=care.num_cpus, num_gpus=care.num_gpus, runtime_env=env,
             scheduling_strategy=at(r.num_actors + L.num_workers)).remote(
             model_path, vision, care.model_dump(), dtype=cfg.model.dtype, torch_threads=max(1, int(care.num_cpus)))]
-    ray.get([a.ready.remote() for a in rollout + reference])   # surface start-up errors here, not mid-run
-    return Actors(rollout, reward, buffer, learners, pg, reference)
+    first_prm = r.num_actors + L.num_workers + (1 if cfg.algorithm.care_on else 0)
+    prm = [prm_actor(cfg, model_path, engine, env, name=f"{prefix}prm-{i}", scheduling_strategy=at(first_prm + i))
+           for i in range(cfg.prm.num_actors if cfg.prm.enabled else 0)]
+    ray.get([a.ready.remote() for a in rollout + reference + prm])   # surface start-up errors here, not mid-run
+    return Actors(rollout, reward, buffer, learners, pg, reference, prm)

@@ -20,6 +20,8 @@ def resolve_policy(cfg: WaypointConfig) -> tuple[str, bool, str]:
 
 def load_task_rows(cfg: WaypointConfig, vision: bool) -> list[dict]:
     d = cfg.data
+    if d.task == "math":
+        return load_math_task_rows(cfg)
     types = [t.lower() for t in d.types]
     images = d.images or vision
     if d.source == "synthetic":
@@ -40,4 +42,20 @@ def load_task_rows(cfg: WaypointConfig, vision: bool) -> list[dict]:
         raise ValueError(f"{missing} rows have no image, but the policy is a vision-language model")
     if not rows:
         raise ValueError(f"no task rows for types {types} from data.source={d.source}")
+    return rows
+
+
+def load_math_task_rows(cfg: WaypointConfig) -> list[dict]:
+    """MATH-style rows: the synthetic arithmetic/algebra set, or a problem file (malformed records reported)."""
+    from data.math_problems import load_math_rows, synthetic_math_problems
+    d = cfg.data
+    if d.source == "synthetic":
+        rows = synthetic_math_problems(d.math_problems, seed=d.seed)
+    else:
+        loaded = load_math_rows(d.path)
+        if loaded.errors:
+            print(f"[waypoint] {loaded.summary()}", flush=True)
+        rows = loaded.rows
+    if not rows:
+        raise ValueError(f"no math problems from data.source={d.source}")
     return rows

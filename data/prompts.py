@@ -1,8 +1,9 @@
 """Prompt text and HF chat messages for a row: the question, optionally the map as text, then the answer
-format the scorer (`rewards.map_vqa`) reads for that question type.
+format the scorer (`rewards.map_vqa`, or `rewards.math_answer` for math) reads for that question type.
 
 answer_format "boxed" asks for `\\boxed{}` (RewardMap); "tags" asks for the R1 format
 `<think>...</think><answer>...</answer>` (GRPO-CARE), matching `score(..., answer_format=...)`.
+Math rows (type "math", `rewards.math_answer`) use `TASK_INSTRUCTIONS`; they have no map text.
 """
 from __future__ import annotations
 
@@ -44,10 +45,24 @@ TAG_INSTRUCTIONS = {
 }
 
 
+# Task types beside the map questions, per answer format. Kept out of FORMAT_INSTRUCTIONS / TAG_INSTRUCTIONS,
+# whose keys are the map QUESTION_TYPES. Math steps go one per paragraph: the PRM splits steps on blank lines.
+TASK_INSTRUCTIONS = {
+    "math": {
+        "boxed": ("Solve the problem step by step. Write each step as its own paragraph (separate steps with a "
+                  "blank line), and put the final answer in \\boxed{}."),
+        "tags": ("Solve the problem. Think step by step inside <think></think> (one step per paragraph), then "
+                 "give only the final answer inside <answer></answer>."),
+    },
+}
+
+
 def format_instruction(qtype: str, answer_format: str = "boxed") -> str | None:
     """The answer-format sentence for a question type (None for an unknown type)."""
     if answer_format not in ANSWER_FORMATS:
         raise ValueError(f"answer_format must be one of {ANSWER_FORMATS}, got {answer_format!r}")
+    if qtype in TASK_INSTRUCTIONS:
+        return TASK_INSTRUCTIONS[qtype][answer_format]
     table = TAG_INSTRUCTIONS if answer_format == "tags" else FORMAT_INSTRUCTIONS
     return table.get(qtype)
 

@@ -39,6 +39,8 @@ class TrajectoryGroup:
     answer_classes: list[str] = field(default_factory=list)          # canonical answers (COPO entropy)
     answer_likelihood: np.ndarray | None = None                      # [G] EMA reference p_i (GRPO-CARE)
     reward_failures: list[str | None] = field(default_factory=list)  # reason per sample, None when scored
+    step_scores: list[list[float]] | None = None   # [G][steps] GroundedPRM step scores, when a PRM scored it
+    step_tokens: list[list[int]] | None = None     # [G][steps] index of the response token ending each step
     timing: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -70,6 +72,8 @@ class TrajectoryGroup:
             "answer_likelihood": ([float(p) for p in self.answer_likelihood] if self.answer_likelihood is not None
                                   else [float("nan")] * g),
             "reward_failure": [r or "" for r in self.reward_failures] or [""] * g,
+            "step_scores": ([[float(x) for x in s] for s in self.step_scores] if self.step_scores is not None
+                            else [[] for _ in range(g)]),
         }
         for name in REWARD_COMPONENTS:
             vals = self.rewards.get(name)

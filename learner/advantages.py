@@ -40,6 +40,7 @@ class Advantages:
     gate: np.ndarray | None = None         # [groups] COPO w = sigmoid(k (H - b))
     entropy: np.ndarray | None = None      # [groups] answer entropy H, bits
     bonus: np.ndarray | None = None        # [groups, G] CARE consistency bonus, when CARE is on
+    token: list[list[np.ndarray]] | None = None   # [groups][G] -> [T] process advantages added per token
 
 
 def register_advantage(name: str) -> Callable[[AdvantageFn], AdvantageFn]:
@@ -232,3 +233,27 @@ def copo_advantage(rewards, correct=None, answers=None, entropy_discount: bool =
     global_adv, ent = copo_global_advantage(_to_numpy(correct)[0], answers, entropy_discount, eps, canonical)
     return Advantages(local, np.asarray(global_adv), np.asarray(copo_gate(np.asarray(ent), gate_k, gate_b)),
                       np.asarray(ent))
+
+
+# ---- process supervision (GroundedPRM step scores as token-placed rewards) ----------------------------------
+def process_advantages(step_scores: list[list[float]], step_tokens: list[list[int]], lengths: list[int],
+                       eps: float = 1e-6) -> list[np.ndarray]:
+    """Token advantages of one group from its step rewards (DeepSeekMath §4.1.3, process supervision):
+
+        r~_j = (r_j - mean(R)) / (std(R) + eps)      R = every step reward of every sample in the group
+        A_t  = sum_{j : index(j) >= t} r~_j           index(j) = token that ends step j
+
+    so a token is credited with the normalised rewards of its own step and every later one. Returns one [T_i]
+    array per sample (T_i = lengths[i]); a group whose step rewards are all equal gets zeros.
+    """
+    flat = np.asarray([s for scores in step_scores for s in scores], dtype=np.float64)
+    out = []
+    mean = flat.mean() if flat.size else 0.0
+    std = flat.std() if flat.size > 1 else 0.0
+    for scores, tokens, n in zip(step_scores, step_tokens, lengths):
+        adv = np.zeros(n, dtype=np.float64)
+        if std > 0:
+            for s, k in zip(scores, tokens):
+                adv[:min(k, n - 1) + 1] += (s - mean) / (std + eps)   # tokens 0..index(j) see step j's reward
+        out.append(adv)
+    return out

@@ -11,7 +11,13 @@ import numpy as np
 import torch
 
 from data.trajectory import TrajectoryGroup
-from learner.advantages import Advantages, care_bonus, get_advantage_estimator, zero_variance_fraction
+from learner.advantages import (
+    Advantages,
+    care_bonus,
+    get_advantage_estimator,
+    process_advantages,
+    zero_variance_fraction,
+)
 from learner.losses import copo_local_weight
 
 
@@ -67,6 +73,14 @@ def compute_advantages(groups: list[TrajectoryGroup], algo: dict) -> Advantages:
     out = get_advantage_estimator(algo["advantage"])(rewards, **kw)
     adv = out if isinstance(out, Advantages) else Advantages(np.asarray(out, dtype=np.float64))
     adv.bonus = bonus
+    coef = algo.get("prm_step_coef", 0.0)
+    if coef > 0:   # GroundedPRM step scores as token-placed rewards, on top of the outcome advantages
+        missing = [g.group_id for g in groups if g.step_scores is None]
+        if missing:
+            raise ValueError(f"prm.step_advantage_coef > 0 but groups {missing[:3]} have no PRM step scores")
+        adv.token = [[coef * a for a in process_advantages(g.step_scores, g.step_tokens,
+                                                           [len(s.token_ids) for s in g.samples])]
+                     for g in groups]
     return adv
 
 
@@ -78,6 +92,7 @@ class SampleRef:
     global_advantage: float = 0.0     # COPO A^G of the sample's group
     gate: float = 0.0                 # COPO sigmoid(k (H - b)) of the sample's group
     correct: float = 0.0              # 1[accuracy > 0]: COPO's soft-with-zero test
+    token_advantage: np.ndarray | None = None   # [T] process advantages added to `advantage` per token
 
 
 def flatten(groups: list[TrajectoryGroup], adv: Advantages | np.ndarray) -> list[SampleRef]:
@@ -91,7 +106,8 @@ def flatten(groups: list[TrajectoryGroup], adv: Advantages | np.ndarray) -> list
                 g, i, float(adv.local[gi, i]),
                 float(adv.global_adv[gi]) if adv.global_adv is not None else 0.0,
                 float(adv.gate[gi]) if adv.gate is not None else 0.0,
-                float(acc[i] > 0) if acc is not None else 0.0))
+                float(acc[i] > 0) if acc is not None else 0.0,
+                adv.token[gi][i] if adv.token is not None else None))
     return items
 
 
@@ -119,7 +135,7 @@ def collate(items: list[SampleRef], pad_id: int) -> dict[str, torch.Tensor]:
         "input_ids": input_ids, "attention_mask": attention,
         "position_ids": (attention.cumsum(-1) - 1).clamp(min=0),
         "response_mask": resp_mask, "old_logprobs": old_lp,
-        "advantages": torch.tensor([it.advantage for it in items], dtype=torch.float32),
+        "advantages": _advantages(items, resp_len),
         "global_advantages": torch.tensor([it.global_advantage for it in items], dtype=torch.float32),
         "gates": torch.tensor([it.gate for it in items], dtype=torch.float32),
         "correct": torch.tensor([it.correct for it in items], dtype=torch.float32),
@@ -129,6 +145,18 @@ def collate(items: list[SampleRef], pad_id: int) -> dict[str, torch.Tensor]:
     if any(m for m in mm):
         batch.update(_collate_mm(mm, input_ids, prompt_len, [len(it.group.prompt_ids) for it in items]))
     return batch
+
+
+def _advantages(items: list[SampleRef], resp_len: int) -> torch.Tensor:
+    """[B] sequence advantages, or [B, R] when process advantages add a per-token part."""
+    seq = torch.tensor([it.advantage for it in items], dtype=torch.float32)
+    if all(it.token_advantage is None for it in items):
+        return seq
+    out = seq[:, None].repeat(1, resp_len)
+    for r, it in enumerate(items):
+        if it.token_advantage is not None and len(it.token_advantage):
+            out[r, :len(it.token_advantage)] += torch.as_tensor(it.token_advantage, dtype=torch.float32)
+    return out
 
 
 def _collate_mm(mm: list[dict], input_ids: torch.Tensor, prompt_len: int, lens: list[int]) -> dict:

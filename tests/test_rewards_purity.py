@@ -5,7 +5,7 @@ import sys
 
 
 def test_rewards_imports_no_ray_or_torch():
-    code = ("import sys, rewards.map_vqa, rewards.answer, rewards.stations, rewards.errors; "
+    code = ("import sys, rewards.map_vqa, rewards.answer, rewards.stations, rewards.errors, rewards.math_answer; "
             "bad = sorted(m for m in ('ray', 'torch') if m in sys.modules); "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)
