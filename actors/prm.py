@@ -52,6 +52,7 @@ class ProcessScorer:
         for text in steps:
             verdict = self.verifier.verify_step(text)
             self.counts[f"steps_{verdict.verdict}"] += 1
+            self.counts["steps_scored"] += 1
             out.append(tool_step_score(verdict.verdict, self.prm["neutral"]))
         return out
 
@@ -70,6 +71,7 @@ class ProcessScorer:
         for (c,) in done:
             s, how = generated_step_score(c.tokens, c.top_logprobs, p["right_label"], p["wrong_label"])
             self.counts[f"label_{how}"] += 1
+            self.counts["steps_scored"] += 1
             out.append((s, c.text))
         return out
 
@@ -116,7 +118,7 @@ class ProcessScorer:
     def stats(self) -> dict:
         """Cumulative counts, the verifier's tool time and timeouts, and the score distribution since last call."""
         c, tool = self.counts, self.verifier.stats()
-        steps = max(c["steps"], 1)
+        steps = max(c["steps_scored"], 1)     # in groups and in search (score_next)
         out = {"samples_scored": float(c["samples"]), "steps_per_sample": c["steps"] / max(c["samples"], 1),
                "samples_without_steps": float(c["samples_without_steps"]), "prm_seconds": self.prm_seconds}
         if self.judge is None:

@@ -152,17 +152,10 @@ def write_outputs(out_dir: Path, rows: list[dict], trees: dict, right: str, wron
 
 def build(cfg: WaypointConfig) -> dict:
     from cluster.launch import rollout_actor, start_cluster, worker_env
-    from cluster.tasks import load_task_rows, resolve_policy
+    from cluster.stepwise import math_policy_and_problems
     from rewards.prm.verify import ToolVerifier
-    if cfg.data.task != "math":
-        raise ValueError("build_prm_data needs math problems: set data.task=math")
     m = cfg.prm.mcts
-    if cfg.data.source == "synthetic":
-        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"math_problems": m.problems})})
-    policy, vision, engine = resolve_policy(cfg)
-    if vision:
-        raise ValueError("the label search samples text steps: use a text policy")
-    rows = load_task_rows(cfg, vision)
+    policy, engine, rows = math_policy_and_problems(cfg, m.problems, "the PRM label search")
     start_cluster(cfg)
     env = {"env_vars": worker_env(cfg.rollout.num_gpus > 0)}
     rollout = [rollout_actor(cfg, policy, engine, False, i, env) for i in range(cfg.rollout.num_actors)]

@@ -8,7 +8,22 @@ from __future__ import annotations
 
 import ray
 
+from cluster.config import WaypointConfig
 from rewards.prm.mcts import StepProposal
+
+
+def math_policy_and_problems(cfg: WaypointConfig, problems: int, tool: str) -> tuple[str, str, list[dict]]:
+    """(policy path, engine, problem rows) for a stepwise tool: math problems only (`problems` synthetic ones
+    when data.source is synthetic), and a text policy (steps are sampled as text)."""
+    from cluster.tasks import load_task_rows, resolve_policy
+    if cfg.data.task != "math":
+        raise ValueError(f"{tool} works on math problems: set data.task=math")
+    if cfg.data.source == "synthetic":
+        cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"math_problems": problems})})
+    policy, vision, engine = resolve_policy(cfg)
+    if vision:
+        raise ValueError(f"{tool} samples text steps: use a text policy")
+    return policy, engine, load_task_rows(cfg, vision)[:problems]
 
 
 def step_separator(step_mode: str) -> str:

@@ -105,7 +105,7 @@ def last_equation_result(reasoning: str) -> str | None:
         if _EQUALS.search(line):
             if len(line) > MAX_STEP_CHARS:
                 return None
-            claims = extract_claims(line)
+            claims = [c for c in extract_claims(line) if c.kind == "equality"]   # not "x = 7/3 ≈ 2.33"'s 2.33
             return claims[-1].rhs if claims else None
     return None
 

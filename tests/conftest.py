@@ -42,3 +42,12 @@ def local_ray():
     start_cluster(load_config(ROOT / "configs/cpu_tiny.yaml", list(CPU_TINY_SMALL[:2])))
     yield
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def verifier():
+    """A sandboxed SymPy tool verifier (GroundedPRM), one per test module."""
+    from rewards.prm.verify import ToolVerifier
+    v = ToolVerifier(timeout_s=2.0, memory_mb=512)
+    yield v
+    v.close()

@@ -197,6 +197,22 @@ def test_round_one_requests_and_reward():
     assert (tree.policy_requests, tree.step_checks, tree.answer_checks) == (4, 6, 1)
 
 
+def test_unchecked_rollout_step_inherits_the_rollout_reward():
+    policy = {(): [("a0", False)], ("a0",): [("think", False)], ("a0", "think"): [("d", False)],
+              ("a0", "think", "d"): [(BOX, False)]}
+    driver = Scripted(policy, {"a0": 1, "think": 0, "d": 1, BOX: 0}, {BOX: False})
+    tree = drive(search(MCTSSettings(child_nums=1, max_rounds=1)), driver)
+    # v = [0, +1], F = -1, N = 2: (1/2)(0) + (1/2)(1 * 1/2) + (1/2)(-1) = -0.25
+    (a0,) = tree.root.children
+    (think,) = a0.children
+    (d,) = think.children
+    (box,) = d.children
+    assert a0.value == pytest.approx(-0.25)
+    # 'think' had no evidence of its own: it takes R; 'd' keeps its check; the answer step takes F
+    assert [think.value, d.value, box.value] == [pytest.approx(-0.25), 1.0, -1.0]
+    assert tree.negatives == [box]
+
+
 def test_rollout_without_answer_scores_no_answer():
     policy = {(): [("a0", False)], ("a0",): [("b", False)], ("a0", "b"): [("c", False)]}
     driver = Scripted(policy, {"a0": 1, "b": -1, "c": 1}, {})

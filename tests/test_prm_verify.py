@@ -10,13 +10,6 @@ from rewards.prm.verify import ToolVerifier
 TIMEOUT_S = 2.0
 
 
-@pytest.fixture(scope="module")
-def verifier():
-    v = ToolVerifier(timeout_s=TIMEOUT_S, memory_mb=512)
-    yield v
-    v.close()
-
-
 def _still_works(verifier):
     out = verifier.verify_step("1+1=2")
     assert out.verdict == "verified", out

@@ -6,11 +6,17 @@ its cost is unbounded. Rule: closed expressions are compared exactly (rationals)
 decimal literal or an irrational value is involved); expressions with symbols are verified when
 expand(lhs - rhs) == 0, else by exact/numeric spot checks at 3 random rational points (fixed seed). A symbolic
 claim that fails is not refuted (it may be an equation being solved): only closed claims are refuted.
+
+Approx claims ('sqrt(2) ≈ 1.414'): closed sides only; verified when |lhs - rhs| is at most half a unit in the
+last place of the side that is a decimal literal (1.414 -> 0.0005, 3 -> 0.5, 1200 -> 50, 1.5*10^3 -> 50),
+refuted past one unit, and past half a unit only when the literal is not the truncation of the value (2/3 ≈ 0.666
+is truncated, not wrong: not_checkable). Solution claims ('3x + 4 = 19, so x = 5'): see solutions.py.
 """
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 import sympy
 
@@ -54,7 +60,10 @@ class Refused(ValueError):
 
 
 def _show(expr) -> str:
-    text = sympy.sstr(expr)
+    try:
+        text = sympy.sstr(expr)
+    except ValueError:           # an integer past Python's 4300-digit str() limit
+        text = sympy.sstr(sympy.N(expr, 15))
     return text if len(text) <= SHOW_CHARS else text[:SHOW_CHARS] + "..."
 
 
@@ -85,20 +94,21 @@ def _call(name: str, arg):
             "exp": sympy.exp, "abs": sympy.Abs}[name](arg)
 
 
-def build(node):
-    """SymPy expression of a parse() AST (recursion is bounded by the parser's depth cap)."""
+def build(node, env: dict | None = None):
+    """SymPy expression of a parse() AST (recursion is bounded by the parser's depth cap). `env` maps a symbol's
+    letter to a value put in its place while building, so every power and factorial of the value is capped."""
     kind = node[0]
     if kind == "num":
         return sympy.Rational(node[1])           # exact: '0.1' is 1/10, not a binary float
     if kind == "sym":
-        return sympy.Symbol(node[1])
+        return env[node[1]] if env and node[1] in env else sympy.Symbol(node[1])
     if kind == "const":
         return sympy.pi
     if kind == "neg":
-        return -build(node[1])
+        return -build(node[1], env)
     if kind == "call":
-        return _call(node[1], build(node[2]))
-    a, b = build(node[1]), build(node[2])
+        return _call(node[1], build(node[2], env))
+    a, b = build(node[1], env), build(node[2], env)
     if kind == "pow":
         return _power(a, b)
     return {"add": lambda: a + b, "sub": lambda: a - b, "mul": lambda: a * b, "div": lambda: a / b}[kind]()
@@ -170,13 +180,76 @@ def _is_bare_symbol(node) -> bool:
     return node[0] == "sym"
 
 
+def _half_unit(node):
+    """Half a unit in the last place a literal states (1.414 -> 1/2000, -3 -> 1/2, 1200 -> 50, 1.5*10^3 -> 50);
+    None when the node is not such a literal (no stated precision)."""
+    if node[0] == "neg":
+        return _half_unit(node[1])
+    if node[0] == "num":
+        digits = node[1]
+        if "." in digits:
+            return sympy.Rational(1, 2 * 10 ** len(digits.split(".")[1]))
+        zeros = len(digits) - len(digits.rstrip("0")) if digits.strip("0") else 0
+        return sympy.Rational(10 ** zeros, 2)
+    if node[0] == "mul" and node[2][0] == "pow" and node[2][1] == ("num", "10"):
+        exponent = node[2][2]
+        sign = -1 if exponent[0] == "neg" else 1
+        exponent = exponent[1] if sign < 0 else exponent
+        mantissa = _half_unit(node[1])
+        if mantissa is not None and exponent[0] == "num" and exponent[1].isdigit() and len(exponent[1]) <= 3:
+            return mantissa * sympy.Rational(10) ** (sign * int(exponent[1]))
+    return None
+
+
+def _show_text(text: str) -> str:
+    return text if len(text) <= SHOW_CHARS else text[:SHOW_CHARS] + "..."
+
+
+def decimal_text(r) -> str:
+    """A power-of-ten multiple of 1/2 as a short decimal: 1/2000 -> '0.0005', 50 -> '50'."""
+    return str(Decimal(int(r.p)) / Decimal(int(r.q)))
+
+
+def _check_approx(claim: Claim, lhs, lnode, rhs, rnode) -> ClaimVerdict:
+    """'value ≈ literal' (either order): within half a unit of the literal's last place (module docstring)."""
+    literal = claim.rhs
+    if _half_unit(rnode) is None and _half_unit(lnode) is not None:
+        lhs, lnode, rhs, rnode, literal = rhs, rnode, lhs, lnode, claim.lhs      # '1.414 ≈ sqrt(2)'
+    half = _half_unit(rnode)
+    expression = f"{_show(lhs)} ≈ {_show(rhs) if half is None else literal}"
+    why = ("approximation in unknowns" if lhs.free_symbols or rhs.free_symbols else
+           "no stated precision (neither side is a decimal literal)" if half is None else
+           "undefined value" if not (_finite_number(lhs) and _finite_number(rhs)) else "")
+    value = lhs if why or lhs.is_Rational else sympy.N(lhs, 30)
+    if not why and (not _finite_number(value) or value.has(sympy.Function)):
+        why = "could not evaluate numerically"
+    if why:
+        return ClaimVerdict(claim, "not_checkable", why, expression, why)
+    gap = abs(value - rhs)
+    ok = bool(gap <= half)
+    result = (f"{_show(lhs)} = {_show(value if value.is_Integer else sympy.N(value, 12))}, |difference| = "
+              f"{_show(sympy.N(gap, 3))} {'<=' if ok else '>'} {decimal_text(half)}")
+    if ok:
+        return ClaimVerdict(claim, "verified", "", expression, result)
+    if gap < 2 * half and abs(rhs) < abs(value) and rhs * value >= 0:
+        return ClaimVerdict(claim, "not_checkable", "truncated rather than rounded", expression, result)
+    return ClaimVerdict(claim, "refuted", "", expression, result)
+
+
 def check_claim(claim: Claim) -> ClaimVerdict:
-    """Verdict for one equality claim (see the module docstring for the rule)."""
+    """Verdict for one claim (see the module docstring for the rule)."""
+    if claim.kind == "solution":
+        from rewards.prm.solutions import check_solution    # solutions.py imports this module
+        return check_solution(claim)
     try:
         lhs, lnode = to_sympy(claim.lhs)
         rhs, rnode = to_sympy(claim.rhs)
     except (ParseError, Refused) as e:
+        if claim.kind == "approx":
+            return ClaimVerdict(claim, "not_checkable", str(e), _show_text(f"{claim.lhs} ≈ {claim.rhs}"), str(e))
         return ClaimVerdict(claim, "not_checkable", str(e))
+    if claim.kind == "approx":
+        return _check_approx(claim, lhs, lnode, rhs, rnode)
     expression = f"{_show(lhs)} = {_show(rhs)}"
     exact = not (has_decimal(lnode) or has_decimal(rnode))
     lfree, rfree = lhs.free_symbols, rhs.free_symbols

@@ -105,7 +105,11 @@ class ToolVerifier:
         self._proc.start()
         child.close()
         self._conn = parent
-        if not parent.poll(START_TIMEOUT_S) or parent.recv()[0] != "ready":
+        try:
+            started = parent.poll(START_TIMEOUT_S) and parent.recv()[0] == "ready"
+        except (EOFError, OSError):      # the child died while starting (e.g. no importable __main__)
+            started = False
+        if not started:
             self._kill()
             raise RuntimeError("verifier worker did not start")
 
