@@ -55,6 +55,39 @@ class LearnerWorker:
             return None
         return {"ref": [ray.put(state)], "bytes": int(sum(a.nbytes for a in state.values()))}
 
+    # ---- the collective weight transport (actors/collective.py); only rank 0 is a member of the group ----
+    def weight_specs(self) -> tuple[list[tuple[str, tuple]], str]:
+        """(name, full shape) of every weight in stream order, and the dtype they travel in."""
+        from learner.weight_export import state_specs
+        module = self.learner.engine.module
+        dtype = str(next(module.parameters()).dtype).removeprefix("torch.")
+        return [(s.name, s.shape) for s in state_specs(module)], dtype
+
+    def weight_endpoint(self) -> tuple[str, int]:
+        return self.master_endpoint()
+
+    def has_cuda(self) -> bool:
+        import torch
+        return torch.cuda.is_available()
+
+    def join_weight_group(self, addr: str, port: int, names: list[str], backend: str, timeout_s: float,
+                          bucket_bytes: int) -> int:
+        """Rank 0 only: become the sender (rank 0) of the weight group; returns the number of buckets."""
+        from actors.collective import Member
+        self.weight_member = Member(addr, port, 0, names, backend, timeout_s, *self.weight_specs(), bucket_bytes)
+        return len(self.weight_member.plan)
+
+    def broadcast_weights(self, version: int) -> int:
+        """Every rank iterates the weight stream (ZeRO-3 gathers are collective); rank 0 broadcasts it.
+        Returns the bytes sent (0 on other ranks)."""
+        from learner.weight_export import iter_full_state
+        stream = iter_full_state(self.learner.engine.module, self.learner.zero_stage)
+        if self.rank != 0:
+            for _ in stream:
+                pass
+            return 0
+        return self.weight_member.send(stream, version)
+
     def save(self, path: str) -> None:
         self.learner.save(path)
 

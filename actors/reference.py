@@ -16,9 +16,11 @@ from learner.reference import EMAReference, ema_due
 
 @ray.remote
 class ReferenceActor:
-    def __init__(self, model_path: str, vision: bool, care: dict, dtype: str = "float32", torch_threads: int = 1):
+    def __init__(self, model_path: str, vision: bool, care: dict, dtype: str = "float32", torch_threads: int = 1,
+                 attn_implementation: str = "sdpa"):
         self.ref = EMAReference(model_path, vision, decay=care["ema_decay"], every=care["ema_every"],
-                                batch_size=care["batch_size"], dtype=dtype, torch_threads=torch_threads)
+                                batch_size=care["batch_size"], dtype=dtype, torch_threads=torch_threads,
+                                attn_implementation=attn_implementation)
         self.scored = 0
         self.missing_spans = 0
 
@@ -37,6 +39,21 @@ class ReferenceActor:
         t0 = time.perf_counter()
         due = ema_due(version, self.ref.version, self.ref.every)
         self.ref.observe(ray.get(wrapped_state_ref[0]) if due else None, version)
+        return time.perf_counter() - t0
+
+    # ---- the collective weight transport: receive every broadcast, use it when an EMA step is due ------
+    def weight_ranks(self) -> int:
+        return 1
+
+    def join_weight_group(self, addr: str, port: int, rank: int, names: list[str], backend: str, timeout_s: float,
+                          specs: list, dtype: str, bucket_bytes: int) -> None:
+        from actors.collective import Member
+        self.member = Member(addr, port, rank, names, backend, timeout_s, specs, dtype, bucket_bytes)
+
+    def receive_weights(self, version: int) -> float:
+        t0 = time.perf_counter()
+        state = dict(self.member.pairs(version))   # every member takes part in every broadcast, due or not
+        self.ref.observe(state if ema_due(version, self.ref.version, self.ref.every) else None, version)
         return time.perf_counter() - t0
 
     def save(self, path: str) -> None:

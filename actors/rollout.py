@@ -15,13 +15,18 @@ from data.trajectory import Sample, TrajectoryGroup
 from learner.prompting import encode_prompt, load_processor, tokenizer_of
 
 
+VLLM_RECEIVER = "actors.vllm_receiver.WeightReceiver"   # the collective transport's receiver in vLLM workers
+
+
 def make_engine(kind: str, model_path: str, vision: bool, rollout_cfg: dict, seed: int, dtype: str):
     if kind == "vllm":
         from actors.vllm_engine import VLLMEngine
         v = rollout_cfg["vllm"]
         return VLLMEngine(model_path, vision, dtype=dtype, seed=seed, kv_cache_gb=v["kv_cache_gb"],
                           gpu_memory_utilization=v["gpu_memory_utilization"],
-                          tensor_parallel_size=v["tensor_parallel_size"], enforce_eager=v["enforce_eager"])
+                          tensor_parallel_size=v["tensor_parallel_size"], enforce_eager=v["enforce_eager"],
+                          max_model_len=v["max_model_len"],
+                          worker_extension_cls=VLLM_RECEIVER)
     if kind == "hf":
         from actors.hf_engine import HFEngine
         block = None
@@ -51,6 +56,7 @@ class Rollout:
         self.answer_format = answer_format
         self.processor = load_processor(model_path, vision)
         self.engine = make_engine(engine, model_path, vision, rollout_cfg, seed, dtype)
+        self.engine_kind = engine
         self.version = 0
 
     def generate(self, rows: list[dict], seeds: list[int] | None = None, n: int | None = None,
@@ -101,6 +107,30 @@ class Rollout:
     def _sample(self, s: GeneratedSample) -> Sample:
         return Sample(list(s.token_ids), [float(x) for x in s.logprobs], s.text, s.finish_reason, self.version)
 
+    # ---- the collective weight transport: vLLM receives inside its (tensor-parallel) workers ----------
+    def weight_ranks(self) -> int:
+        """Members this engine adds to the weight group: one per vLLM worker, or this process (hf)."""
+        return self.cfg["vllm"]["tensor_parallel_size"] if self.engine_kind == "vllm" else 1
+
+    def join_weight_group(self, addr: str, port: int, rank_offset: int, names: list[str], backend: str,
+                          timeout_s: float, specs: list, dtype: str, bucket_bytes: int) -> None:
+        args = (addr, port, rank_offset, names, backend, timeout_s, specs, dtype, bucket_bytes)
+        if self.engine_kind == "vllm":
+            self.engine.llm.collective_rpc("waypoint_join_weight_group", args=args)
+            return
+        from actors.collective import Member
+        self.member = Member(*args)
+
+    def receive_weights(self, version: int) -> float:
+        t0 = time.perf_counter()
+        if self.engine_kind == "vllm":
+            self.engine.llm.collective_rpc("waypoint_receive_weights", args=(version,))
+            self.engine.llm.reset_prefix_cache()   # cached KV blocks were computed with the old weights
+        else:
+            self.engine.load_weights(self.member.pairs(version))
+        self.version = version
+        return time.perf_counter() - t0
+
     def load_weights(self, state: dict, version: int) -> float:
         t0 = time.perf_counter()
         self.engine.load_weights(state.items())
@@ -125,6 +155,15 @@ class RolloutActor:
 
     def version(self) -> int:
         return self.impl.version
+
+    def weight_ranks(self) -> int:
+        return self.impl.weight_ranks()
+
+    def join_weight_group(self, *args) -> None:
+        self.impl.join_weight_group(*args)
+
+    def receive_weights(self, version: int) -> float:
+        return self.impl.receive_weights(version)
 
     def complete(self, requests: list[dict], n: int = 1, temperature: float = 1.0, max_new_tokens: int = 64,
                  stop: list[str] | None = None, top_logprobs: int = 0, seeds: list[int] | None = None):

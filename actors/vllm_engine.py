@@ -27,16 +27,32 @@ def _cpu_only() -> bool:
 class VLLMEngine:
     def __init__(self, model_path: str, vision: bool, dtype: str = "float32", seed: int = 0,
                  max_model_len: int = 2048, kv_cache_gb: float = 1.0, gpu_memory_utilization: float = 0.6,
-                 tensor_parallel_size: int = 1, enforce_eager: bool = True):
+                 tensor_parallel_size: int = 1, enforce_eager: bool = True, worker_extension_cls: str | None = None):
+        """`tensor_parallel_size` > 1: vLLM's Ray executor (`distributed_executor_backend="ray"`) runs one worker
+        per GPU in the placement group this actor was scheduled into (cluster.launch gives each such engine its
+        own STRICT_PACK group and starts the actor with num_gpus=0 and placement_group_capture_child_tasks, so the
+        workers land in that group). 1: vLLM's default single-process executor, on this actor's own device.
+        `worker_extension_cls`: dotted name of a class vLLM mixes into every worker (for `collective_rpc`)."""
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-        if _cpu_only():
+        ray_workers = tensor_parallel_size > 1
+        if ray_workers:
+            # Ray gives this GPU-less actor CUDA_VISIBLE_DEVICES=""; drop it before anything initialises CUDA here
+            # (the driver reads it once per process), so vLLM sees the node's devices as its workers do.
+            if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+                del os.environ["CUDA_VISIBLE_DEVICES"]
+            cpu = False   # tensor parallelism is GPU-only (cluster.config rejects it without GPUs)
+        else:
+            cpu = _cpu_only()
+        if cpu:
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(max(1, int(kv_cache_gb))))
         from vllm import LLM
-        extra = {}
-        if _cpu_only():
+        extra = {"worker_extension_cls": worker_extension_cls} if worker_extension_cls else {}
+        if ray_workers:
+            extra["distributed_executor_backend"] = "ray"
+        if cpu:
             # Per-request seeds + chunked prefill crash on CPU ("CPU Generator does not use offset"):
             # schedule whole prompts instead of splitting a long batch across engine steps.
-            extra = {"enable_chunked_prefill": False, "max_num_batched_tokens": max(8192, max_model_len)}
+            extra.update(enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_model_len))
         self.llm = LLM(model=model_path, dtype=dtype, seed=seed, max_model_len=max_model_len,
                        enforce_eager=enforce_eager, tensor_parallel_size=tensor_parallel_size,
                        gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs",

@@ -1,8 +1,10 @@
 """Weight transport from the learner to the rollout engines, behind one small interface.
 
 `ObjectStoreTransport` (CPU and single node): learner rank 0 puts the full state dict in the object store
-once; every rollout actor maps it zero-copy and loads it in place. A collective transport (NCCL broadcast
-in buckets) implements the same `publish` for GPU clusters.
+once; every rollout actor maps it zero-copy and loads it in place.
+`CollectiveTransport` (GPU clusters; gloo on the CPU): learner rank 0 streams the weights, gathered module by
+module under ZeRO-3, in size-bounded buckets over a dedicated process group (NCCL on GPUs) straight into every
+consumer's engine (vLLM: into each tensor-parallel worker). Every collective has a deadline.
 """
 from __future__ import annotations
 
@@ -24,4 +26,43 @@ class ObjectStoreTransport:
                 "weight_load_s_max": max(load_s) if load_s else 0.0, "version": version}
 
 
-TRANSPORTS = {"object_store": ObjectStoreTransport}
+class CollectiveTransport:
+    """The group is formed on the first publish: rank 0 = learner rank 0, then every consumer's ranks."""
+
+    def __init__(self, backend: str = "auto", bucket_mb: float = 256.0, timeout_s: float = 300.0):
+        self.backend, self.timeout_s = backend, timeout_s
+        self.bucket_bytes = int(bucket_mb * 2**20)
+        self.members: list | None = None
+        self.bytes_per_sync = 0
+
+    def _form_group(self, learner, consumers: list) -> None:
+        sender = learner.workers[0]
+        specs, dtype = ray.get(sender.weight_specs.remote())
+        addr, port = ray.get(sender.weight_endpoint.remote())
+        ranks = ray.get([c.weight_ranks.remote() for c in consumers])
+        names = ["learner-0"] + [f"consumer-{i}/rank-{k}" for i, n in enumerate(ranks) for k in range(n)]
+        backend = self.backend
+        if backend == "auto":
+            backend = "nccl" if ray.get(sender.has_cuda.remote()) else "gloo"
+        offsets = [1 + sum(ranks[:i]) for i in range(len(consumers))]
+        joins = [sender.join_weight_group.remote(addr, port, names, backend, self.timeout_s, self.bucket_bytes)]
+        joins += [c.join_weight_group.remote(addr, port, off, names, backend, self.timeout_s, specs, dtype,
+                                             self.bucket_bytes) for c, off in zip(consumers, offsets)]
+        ray.get(joins, timeout=self.timeout_s + 60)      # each join raises WeightSyncError past its own deadline
+        self.members = list(consumers)
+
+    def publish(self, learner, consumers: list, version: int) -> dict:
+        t0 = time.perf_counter()
+        if self.members is None:
+            self._form_group(learner, consumers)
+        elif list(consumers) != self.members:
+            raise ValueError("the collective weight group was formed with other consumers")
+        sends = [w.broadcast_weights.remote(version) for w in learner.workers]
+        loads = [c.receive_weights.remote(version) for c in consumers]
+        sent = ray.get(sends, timeout=self.timeout_s + 60)
+        load_s = ray.get(loads, timeout=self.timeout_s + 60)
+        return {"weight_sync_s": time.perf_counter() - t0, "weight_bytes": int(sent[0]),
+                "weight_load_s_max": max(load_s) if load_s else 0.0, "version": version}
+
+
+TRANSPORTS = {"object_store": ObjectStoreTransport, "collective": CollectiveTransport}

@@ -34,11 +34,21 @@ class ClusterConfig(Section):
 
 class ModelConfig(Section):
     name: str = "tiny-qwen2"              # tiny-qwen2 | tiny-qwen2-vl | smollm2-135m-instruct | a local path
+    #                                       | a Hugging Face hub id (org/name, e.g. Qwen/Qwen2.5-VL-7B-Instruct)
     seed: int = 0                         # seed of a tiny model built here
     overrides: dict[str, Any] = Field(default_factory=dict)  # tiny-model size knobs (hidden_size, ...)
     cache_dir: str | None = None
     dtype: Literal["float32", "bfloat16"] = "float32"
+    # transformers attention of the learner and the CARE reference: sdpa | eager | flash_attention_2 | auto
+    # (auto: flash_attention_2 where the flash_attn package, CUDA and a 16-bit dtype are all there, else sdpa)
     attn_implementation: str = "sdpa"
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelConfig":
+        if self.attn_implementation == "flash_attention_2" and self.dtype == "float32":
+            raise ValueError("attn_implementation=flash_attention_2 runs in 16-bit only: set model.dtype=bfloat16 "
+                             "(or attn_implementation=auto, which falls back to sdpa in float32)")
+        return self
 
 
 class StageConfig(Section):
@@ -109,8 +119,11 @@ class DataConfig(Section):
 class VLLMConfig(Section):
     kv_cache_gb: float = 1.0              # VLLM_CPU_KVCACHE_SPACE on CPU
     gpu_memory_utilization: float = 0.6
-    tensor_parallel_size: int = 1
+    # GPUs per engine. > 1: the engine gets its own STRICT_PACK placement group of that many one-GPU bundles
+    # (one node), and vLLM's Ray executor puts its tensor-parallel workers there
+    tensor_parallel_size: int = Field(1, ge=1)
     enforce_eager: bool = True
+    max_model_len: int = Field(2048, ge=16)   # prompt (image tokens included) + response tokens per sequence
 
 
 class RolloutConfig(Section):
@@ -124,6 +137,22 @@ class RolloutConfig(Section):
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> "RolloutConfig":
+        tp = self.vllm.tensor_parallel_size
+        if tp > 1:
+            if self.engine == "hf":
+                raise ValueError("rollout.vllm.tensor_parallel_size > 1 is a vLLM setting; rollout.engine=hf "
+                                 "runs one model copy per actor")
+            if self.num_gpus != 1:
+                raise ValueError(f"rollout.vllm.tensor_parallel_size={tp} needs rollout.num_gpus=1 (one whole GPU "
+                                 f"per tensor-parallel worker, {tp} per engine); tensor parallelism is GPU-only")
+        return self
+
+    @property
+    def gpus_per_engine(self) -> float:
+        return float(self.vllm.tensor_parallel_size) if self.vllm.tensor_parallel_size > 1 else self.num_gpus
 
 
 class RewardConfig(Section):
@@ -256,10 +285,24 @@ class LearnerConfig(Section):
     max_grad_norm: float = 1.0
     micro_batch_size: int = 32            # sequences per forward/backward on one worker
     gradient_checkpointing: bool = False
-    weight_sync: Literal["object_store"] = "object_store"
+    # ZeRO-Offload (DeepSpeed): optimizer states and step on the CPU (stage 1-3), parameters too (stage 3 only)
+    offload_optimizer: bool = False
+    offload_params: bool = False
+    weight_sync: Literal["object_store", "collective"] = "object_store"   # collective: bucketed NCCL/gloo broadcast
+    weight_bucket_mb: float = Field(256.0, gt=0)   # collective: bytes per broadcast bucket
+    weight_sync_timeout_s: float = Field(300.0, gt=0)   # collective: deadline of every rendezvous and broadcast
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     torch_threads: int = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> "LearnerConfig":
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError(f"learner.offload_params needs learner.zero_stage=3 (DeepSpeed offloads parameters "
+                             f"only under ZeRO-3), got zero_stage={self.zero_stage}")
+        if self.offload_optimizer and self.zero_stage == 0:
+            raise ValueError("learner.offload_optimizer needs learner.zero_stage 1, 2 or 3 (ZeRO-Offload)")
+        return self
 
 
 class TrainConfig(Section):

@@ -44,7 +44,7 @@ def train(cfg: WaypointConfig) -> dict:
             max_new_tokens=cfg.rollout.max_new_tokens, seqs_per_step=gps * G, dtype=cfg.model.dtype,
             attn_implementation=cfg.model.attn_implementation),
             backend=cfg.learner.backend)
-        transport = TRANSPORTS[cfg.learner.weight_sync]()
+        transport = weight_transport(cfg)
         schedule = TaskSchedule(cfg, rows)                            # curriculum stage x VAS weights
         feeder = RolloutFeeder(schedule.sampler, actors.rollout, actors.reward, actors.buffer, gps,
                                cfg.buffer.max_staleness, total_groups=gps * cfg.train.steps,
@@ -157,6 +157,14 @@ def take_batch(buffer, feeder: RolloutFeeder, n: int, learner_version: int, poll
             return ray.get(buffer.take.remote(n, learner_version, poll_s))
         except TimeoutError:   # Ray re-raises the actor's asyncio timeout as a TimeoutError subclass
             continue
+
+
+def weight_transport(cfg: WaypointConfig):
+    L = cfg.learner
+    if L.weight_sync == "collective":
+        return TRANSPORTS["collective"](backend=L.backend, bucket_mb=L.weight_bucket_mb,
+                                        timeout_s=L.weight_sync_timeout_s)
+    return TRANSPORTS[L.weight_sync](timeout_s=L.weight_sync_timeout_s)
 
 
 def algorithm_options(cfg: WaypointConfig) -> dict:

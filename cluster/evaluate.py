@@ -125,6 +125,8 @@ def policy_from_checkpoint(checkpoint: str, base_path: str, out_dir: Path) -> st
     state = get_fp32_state_dict_from_zero_checkpoint(str(learner), tag=(learner / "latest").read_text().strip())
     if out_dir.exists():
         shutil.rmtree(out_dir)
+    from learner.model_zoo import local_model_dir
+    base_path = local_model_dir(base_path)                      # a hub id: its cached snapshot
     shutil.copytree(base_path, out_dir)                         # tokenizer, processor and generation files
     cls = AutoModelForImageTextToText if is_vision_model(base_path) else AutoModelForCausalLM
     model = cls.from_config(AutoConfig.from_pretrained(base_path), dtype=torch.float32)

@@ -1,8 +1,15 @@
 """Ray start-up and actor placement.
 
 `start_cluster` joins an existing cluster (an address in the config, or RAY_ADDRESS as set by
-`ray job submit`) or starts a local one bound to loopback. `spawn_actors` creates named actors; rollout
-engines and learner ranks get a placement-group bundle each, checked against the cluster before start-up.
+`ray job submit`) or starts a local one bound to loopback. `spawn_actors` creates named actors with dedicated
+resources, checked against the cluster (totals and per node) before anything starts:
+
+- one shared placement group (strategy `cluster.placement_strategy`) with a bundle per learner rank
+  (`{"GPU": learner.num_gpus, "CPU": learner.num_cpus}`), the CARE reference and the PRM actors when on, and
+  the rollout engines when each runs on one device (tensor_parallel_size 1, or the CPU);
+- a STRICT_PACK group per tensor-parallel vLLM engine: tp bundles `{"GPU": 1, "CPU": rollout.num_cpus}` on one
+  node. The RolloutActor sits in bundle 0 with num_gpus=0 and placement_group_capture_child_tasks, so vLLM's Ray
+  executor (which takes the first tp GPU bundles of the group it runs in) puts its tp workers in this group.
 """
 from __future__ import annotations
 
@@ -14,10 +21,17 @@ from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from cluster.config import WaypointConfig
-
-
-class PlacementError(RuntimeError):
-    pass
+from cluster.placement import (  # noqa: F401  (re-exported: the placement plan is part of launching)
+    GroupPlan,
+    PlacementError,
+    bundles_for,
+    check_node_fit,
+    check_resources,
+    engine_group,
+    placement_plan,
+    role_summary,
+    tensor_parallel,
+)
 
 
 def worker_env(use_gpu: bool) -> dict[str, str]:
@@ -65,34 +79,13 @@ def _uses_gpu(cfg: WaypointConfig) -> bool:
 
 
 def _cpus_needed(cfg: WaypointConfig) -> int:
-    need = (cfg.rollout.num_actors * cfg.rollout.num_cpus + cfg.learner.num_workers * cfg.learner.num_cpus
-            + cfg.reward.num_actors * cfg.reward.num_cpus
-            + (cfg.algorithm.care.num_cpus if cfg.algorithm.care_on else 0)
-            + (cfg.prm.num_actors * cfg.prm.num_cpus if cfg.prm.enabled else 0))
+    need = (sum(b.get("CPU", 0) for b in bundles_for(cfg)) + cfg.reward.num_actors * cfg.reward.num_cpus)
     return int(need + 0.999)
 
 
-def bundles_for(cfg: WaypointConfig) -> list[dict]:
-    """Rollout engines, learner ranks, the CARE reference model (when on), then the PRM actors (when on)."""
-    def bundle(cpu, gpu):
-        return {"CPU": cpu, **({"GPU": gpu} if gpu else {})}
-    care, prm = cfg.algorithm.care, cfg.prm
-    return ([bundle(cfg.rollout.num_cpus, cfg.rollout.num_gpus)] * cfg.rollout.num_actors
-            + [bundle(cfg.learner.num_cpus, cfg.learner.num_gpus)] * cfg.learner.num_workers
-            + ([bundle(care.num_cpus, care.num_gpus)] if cfg.algorithm.care_on else [])
-            + ([bundle(prm.num_cpus, prm.num_gpus)] * prm.num_actors if prm.enabled else []))
-
-
-def check_resources(bundles: list[dict], available: dict) -> None:
-    """Fail before start-up, saying what was asked and what exists."""
-    asked: dict[str, float] = {}
-    for b in bundles:
-        for k, v in b.items():
-            asked[k] = asked.get(k, 0) + v
-    short = {k: (v, available.get(k, 0)) for k, v in asked.items() if v > available.get(k, 0) + 1e-9}
-    if short:
-        detail = ", ".join(f"{k}: asked {a:g}, cluster has {h:g}" for k, (a, h) in short.items())
-        raise PlacementError(f"the cluster cannot place this run ({detail}); bundles: {bundles}")
+def node_resources() -> list[dict]:
+    """Total resources of every alive node of the connected cluster."""
+    return [dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive", n.get("alive", False))]
 
 
 @dataclass
@@ -104,13 +97,15 @@ class Actors:
     placement_group: object
     reference: list = field(default_factory=list)   # GRPO-CARE EMA reference (empty when CARE is off)
     prm: list = field(default_factory=list)         # GroundedPRM step scorers (empty when prm.enabled is off)
+    rollout_groups: list = field(default_factory=list)   # one STRICT_PACK group per tensor-parallel engine
 
     def shutdown(self) -> None:
-        """Kill every actor and free the placement group (a long-lived cluster outlives the run)."""
+        """Kill every actor and free the placement groups (a long-lived cluster outlives the run)."""
         from ray.util.placement_group import remove_placement_group
         for a in [*self.rollout, *self.reward, self.buffer, *self.learner_workers, *self.reference, *self.prm]:
             ray.kill(a, no_restart=True)
-        remove_placement_group(self.placement_group)
+        for pg in [self.placement_group, *self.rollout_groups]:
+            remove_placement_group(pg)
 
 
 def reward_options(cfg: WaypointConfig) -> dict:
@@ -122,12 +117,31 @@ def reward_options(cfg: WaypointConfig) -> dict:
             "answer_format": cfg.data.answer_format}
 
 
+def engine_strategy(pg) -> PlacementGroupSchedulingStrategy:
+    """Bundle 0 of a tensor-parallel engine's group; the engine's vLLM workers (child actors) join the group."""
+    return PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=0,
+                                            placement_group_capture_child_tasks=True)
+
+
 def rollout_actor(cfg: WaypointConfig, model_path: str, engine: str, vision: bool, index: int, env: dict,
                   **options):
-    """RolloutActor number `index` of this config (`options`: Ray actor options such as name, scheduling)."""
+    """RolloutActor number `index` of this config (`options`: Ray actor options such as name, scheduling).
+
+    A tensor-parallel vLLM engine asks no GPU itself (num_gpus=0): its tp workers take one GPU bundle each of
+    the engine's STRICT_PACK group. Without a scheduling strategy in `options` (evaluation, search) it gets a
+    group of its own here, freed with the job."""
     from actors.rollout import RolloutActor
     r = cfg.rollout
-    return RolloutActor.options(num_cpus=r.num_cpus, num_gpus=r.num_gpus, runtime_env=env, **options).remote(
+    num_gpus = r.num_gpus
+    tp = tensor_parallel(cfg) if engine == "vllm" else 1
+    if tp > 1:
+        num_gpus = 0
+        if "scheduling_strategy" not in options:
+            group = engine_group(cfg, index)
+            pg = placement_group(group.bundles, strategy=group.strategy, name=options.get("name", ""))
+            _wait_ready([pg], [group.bundles], cfg)
+            options["scheduling_strategy"] = engine_strategy(pg)
+    return RolloutActor.options(num_cpus=r.num_cpus, num_gpus=num_gpus, runtime_env=env, **options).remote(
         model_path, engine, vision, r.model_dump(), cfg.data.include_map_text, seed=cfg.train.seed + index,
         dtype=cfg.model.dtype, torch_threads=max(1, int(r.num_cpus)), answer_format=cfg.data.answer_format)
 
@@ -147,9 +161,45 @@ def prm_actor(cfg: WaypointConfig, model_path: str, engine: str, env: dict, **op
     if prm_path:
         from learner.model_zoo import resolve_model
         prm_path = resolve_model(prm_path, cache_dir=cfg.model.cache_dir, seed=cfg.model.seed)
+    # The PRM's engine lives in the PRM actor's one bundle (prm.num_gpus): never tensor-parallel
+    rollout_cfg = cfg.rollout.model_dump()
+    rollout_cfg["vllm"]["tensor_parallel_size"] = 1
     return PRMActor.options(num_cpus=p.num_cpus, num_gpus=p.num_gpus, runtime_env=env, **options).remote(
         {**p.model_dump(), "model": prm_path}, model_path, engine="hf" if engine == "hf" else "vllm",
-        rollout_cfg=cfg.rollout.model_dump(), seed=cfg.train.seed, torch_threads=max(1, int(p.num_cpus)))
+        rollout_cfg=rollout_cfg, seed=cfg.train.seed, torch_threads=max(1, int(p.num_cpus)))
+
+
+def _wait_ready(pgs: list, bundles: list[list[dict]], cfg: WaypointConfig, timeout_s: float = 120.0) -> None:
+    """Wait for the groups; on a timeout free them and say what was asked and what the cluster has free."""
+    from ray.util.placement_group import remove_placement_group
+    try:
+        ray.get([pg.ready() for pg in pgs], timeout=timeout_s)
+    except ray.exceptions.GetTimeoutError as e:
+        for pg in pgs:
+            remove_placement_group(pg)
+        raise PlacementError(f"placement groups {bundles} not ready after {timeout_s:g} s "
+                             f"({'; '.join(role_summary(cfg))}; free now: {ray.available_resources()})") from e
+
+
+def reserve_placement(cfg: WaypointConfig, prefix: str = "") -> tuple[GroupPlan, object, list]:
+    """Check the plan against the cluster, then create and wait for its groups: (shared plan, shared group,
+    one group per tensor-parallel engine)."""
+    plan = placement_plan(cfg)
+    check_resources(cfg, ray.cluster_resources(), node_resources())
+    shared_plan, engine_plans = plan[0], plan[1:]
+    # The shared group first, so a PACK strategy gets the learner ranks onto as few nodes as it can before the
+    # engines' STRICT_PACK groups take GPUs of their own
+    pg = placement_group(shared_plan.bundles, strategy=shared_plan.strategy, name=f"{prefix}waypoint")
+    _wait_ready([pg], [shared_plan.bundles], cfg)
+    engine_pgs = [placement_group(g.bundles, strategy=g.strategy, name=f"{prefix}waypoint-{g.name}")
+                  for g in engine_plans]
+    try:
+        _wait_ready(engine_pgs, [g.bundles for g in engine_plans], cfg)
+    except PlacementError:
+        from ray.util.placement_group import remove_placement_group
+        remove_placement_group(pg)
+        raise
+    return shared_plan, pg, engine_pgs
 
 
 def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str, prefix: str = "") -> Actors:
@@ -158,26 +208,21 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
     from actors.learner_worker import LearnerWorker
     from actors.reference import ReferenceActor
 
-    bundles = bundles_for(cfg)
-    check_resources(bundles, ray.cluster_resources())
-    pg = placement_group(bundles, strategy=cfg.cluster.placement_strategy, name=f"{prefix}waypoint")
-    try:
-        ray.get(pg.ready(), timeout=120)
-    except ray.exceptions.GetTimeoutError as e:
-        raise PlacementError(f"placement group {bundles} not ready after 120 s "
-                             f"(cluster: {ray.available_resources()})") from e
+    shared_plan, pg, engine_pgs = reserve_placement(cfg, prefix)
 
-    def at(i):
-        return PlacementGroupSchedulingStrategy(placement_group=pg, placement_group_bundle_index=i)
+    def at(role, i):
+        return PlacementGroupSchedulingStrategy(placement_group=pg,
+                                                placement_group_bundle_index=shared_plan.slots[role][i])
 
     env = {"env_vars": worker_env(_uses_gpu(cfg))}
 
     r = cfg.rollout
     rollout = [rollout_actor(cfg, model_path, engine, vision, i, env, name=f"{prefix}rollout-{i}",
-                             scheduling_strategy=at(i)) for i in range(r.num_actors)]
+                             scheduling_strategy=engine_strategy(engine_pgs[i]) if engine_pgs else at("rollout", i))
+               for i in range(r.num_actors)]
     L = cfg.learner
     learners = [LearnerWorker.options(name=f"{prefix}learner-{i}", num_cpus=L.num_cpus, num_gpus=L.num_gpus,
-                                      scheduling_strategy=at(r.num_actors + i), runtime_env=env).remote(
+                                      scheduling_strategy=at("learner", i), runtime_env=env).remote(
         i, L.num_workers)
                 for i in range(L.num_workers)]
     reward = [reward_actor(cfg, env, name=f"{prefix}reward-{i}") for i in range(cfg.reward.num_actors)]
@@ -188,10 +233,10 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
         care = cfg.algorithm.care
         reference = [ReferenceActor.options(
             name=f"{prefix}reference", num_cpus=care.num_cpus, num_gpus=care.num_gpus, runtime_env=env,
-            scheduling_strategy=at(r.num_actors + L.num_workers)).remote(
-            model_path, vision, care.model_dump(), dtype=cfg.model.dtype, torch_threads=max(1, int(care.num_cpus)))]
-    first_prm = r.num_actors + L.num_workers + (1 if cfg.algorithm.care_on else 0)
-    prm = [prm_actor(cfg, model_path, engine, env, name=f"{prefix}prm-{i}", scheduling_strategy=at(first_prm + i))
+            scheduling_strategy=at("reference", 0)).remote(
+            model_path, vision, care.model_dump(), dtype=cfg.model.dtype, torch_threads=max(1, int(care.num_cpus)),
+            attn_implementation=cfg.model.attn_implementation)]
+    prm = [prm_actor(cfg, model_path, engine, env, name=f"{prefix}prm-{i}", scheduling_strategy=at("prm", i))
            for i in range(cfg.prm.num_actors if cfg.prm.enabled else 0)]
     ray.get([a.ready.remote() for a in rollout + reference + prm])   # surface start-up errors here, not mid-run
-    return Actors(rollout, reward, buffer, learners, pg, reference, prm)
+    return Actors(rollout, reward, buffer, learners, pg, reference, prm, rollout_groups=engine_pgs)

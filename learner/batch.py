@@ -147,6 +147,11 @@ def collate(items: list[SampleRef], pad_id: int) -> dict[str, torch.Tensor]:
     return batch
 
 
+def to_device(batch: dict, device) -> dict:
+    """The collated tensors on the model's device (CUDA under DeepSpeed on GPUs); other values unchanged."""
+    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
 def _advantages(items: list[SampleRef], resp_len: int) -> torch.Tensor:
     """[B] sequence advantages, or [B, R] when process advantages add a per-token part."""
     seq = torch.tensor([it.advantage for it in items], dtype=torch.float32)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from data.trajectory import TrajectoryGroup
-from learner.batch import SampleRef, batch_stats, collate, compute_advantages, flatten
+from learner.batch import SampleRef, batch_stats, collate, compute_advantages, flatten, to_device
 from learner.losses import add_kl_penalty, copo_loss, policy_loss
 from learner.tiny_models import vision_token_ids as blocked_token_ids
 
@@ -22,16 +22,33 @@ COPO_LOSS_STATS = ("global_loss_share", "gate_mean")
 
 
 def ds_config(micro: int, accum: int, world: int, lr: float, weight_decay: float, betas, max_grad_norm: float,
-              zero_stage: int, bf16: bool) -> dict:
+              zero_stage: int, bf16: bool, offload_optimizer: bool = False, offload_params: bool = False) -> dict:
+    """DeepSpeed config. Offload (ZeRO-Offload): optimizer states and the optimizer step go to pinned CPU memory
+    (any ZeRO stage 1-3); parameters too under ZeRO-3 only. Both are rejected by cluster.config otherwise, and
+    checked here again for direct callers."""
+    if offload_params and zero_stage != 3:
+        raise ValueError(f"offload_params needs ZeRO stage 3, got {zero_stage}")
+    if offload_optimizer and zero_stage == 0:
+        raise ValueError("offload_optimizer needs ZeRO stage 1, 2 or 3")
+    zero: dict = {"stage": zero_stage}
+    if offload_optimizer:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+    if offload_params:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": True}
+    params = {"lr": lr, "weight_decay": weight_decay, "betas": list(betas)}
+    if not offload_optimizer:
+        # torch_adam: torch's AdamW. Without it DeepSpeed builds FusedAdam (a CUDA kernel compiled by nvcc on first
+        # use; on the CPU it would compile a kernel for a minute). With optimizer offload DeepSpeed's docs want its
+        # own DeepSpeedCPUAdam (5-7x faster than torch's Adam on the CPU), which it picks for a config "AdamW"
+        # exactly when torch_adam is absent; it is a C++ op built on first use (or at install, DS_BUILD_CPU_ADAM=1).
+        params["torch_adam"] = True
     return {
         "train_micro_batch_size_per_gpu": micro,
         "gradient_accumulation_steps": accum,
         "train_batch_size": micro * accum * world,
         "gradient_clipping": max_grad_norm,
-        "zero_optimization": {"stage": zero_stage},
-        # torch_adam: DeepSpeed's fused CPU Adam would compile a kernel for a minute at first use
-        "optimizer": {"type": "AdamW", "params": {"lr": lr, "weight_decay": weight_decay,
-                                                  "betas": list(betas), "torch_adam": True}},
+        "zero_optimization": zero,
+        "optimizer": {"type": "AdamW", "params": params},
         "bf16": {"enabled": bf16},
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
@@ -81,8 +98,11 @@ class PolicyLearner:
         self.algo, self.vision, self.temperature = algo, vision, temperature
         self.max_new_tokens = max_new_tokens
         self.rank, self.world = rank, world_size
+        from learner.model_zoo import resolve_attn_implementation
         cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
-        kw = {"dtype": getattr(torch, dtype), "attn_implementation": attn_implementation}
+        # bf16 weights on GPU (model.dtype); attention "auto" -> flash_attention_2 where it can run, else sdpa
+        self.attn_implementation = resolve_attn_implementation(attn_implementation, dtype)
+        kw = {"dtype": getattr(torch, dtype), "attn_implementation": self.attn_implementation}
         model = cls.from_pretrained(model_path, **kw)
         if learner.get("gradient_checkpointing"):
             model.gradient_checkpointing_enable()
@@ -91,13 +111,18 @@ class PolicyLearner:
         self.blocked_ids = blocked_token_ids(tok) if vision else None
         self.ref_model = None
         if algo.get("kl_coef", 0.0) > 0:   # frozen initial policy for low_var_kl
-            self.ref_model = cls.from_pretrained(model_path, **kw).eval().requires_grad_(False)
+            # on the device DeepSpeed puts the policy on (cuda:<local rank> on GPU, cpu on the CPU accelerator)
+            from deepspeed.accelerator import get_accelerator
+            self.ref_model = cls.from_pretrained(model_path, **kw).to(get_accelerator().current_device_name())
+            self.ref_model.eval().requires_grad_(False)
         if seqs_per_step % world_size:
             raise ValueError(f"{seqs_per_step} sequences per step do not split over {world_size} learners")
         self.local_seqs = seqs_per_step // world_size
         self.micro, self.accum = micro_split(self.local_seqs, learner["micro_batch_size"])
         cfg = ds_config(self.micro, self.accum, world_size, learner["lr"], learner["weight_decay"],
-                        learner["betas"], learner["max_grad_norm"], learner["zero_stage"], dtype == "bfloat16")
+                        learner["betas"], learner["max_grad_norm"], learner["zero_stage"], dtype == "bfloat16",
+                        offload_optimizer=learner.get("offload_optimizer", False),
+                        offload_params=learner.get("offload_params", False))
         self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=cfg)
         self.zero_stage = learner["zero_stage"]
         self.version = 0
@@ -138,7 +163,7 @@ class PolicyLearner:
         return float(len(items))
 
     def _micro_loss(self, micro: list[SampleRef], global_norm: float):
-        batch = collate(micro, self.pad_id)
+        batch = to_device(collate(micro, self.pad_id), self.engine.device)
         mask = batch["response_mask"]
         logp = token_logprobs(self.engine.module, batch, self.temperature, self.vision, self.blocked_ids)
         ref_lp = None

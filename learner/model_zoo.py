@@ -1,8 +1,9 @@
-"""Resolve a model spec (a local path or a known name) to a local checkpoint directory.
+"""Resolve a model spec (a local path, a known name or a Hugging Face hub id) to what loaders take.
 
 Named models are built on first use into a cache directory and reused afterwards. A build
 goes to a private temp directory that is renamed into place, so concurrent processes
-(Ray actors, parallel tests) never see a half-written model.
+(Ray actors, parallel tests) never see a half-written model. A hub id (`org/name`) is passed
+through unchanged: transformers and vLLM fetch it on the cluster (or read their cache offline).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,6 +30,9 @@ TEXT_KEYS = {"hidden_size", "num_layers", "num_heads", "num_kv_heads", "intermed
              "max_position_embeddings"}
 VISION_KEYS = TEXT_KEYS | {"vision_depth", "vision_embed_dim", "vision_heads", "min_pixels", "max_pixels"}
 
+# `org/name` as the hub spells repository ids (no leading dot or dash, no path beyond one slash)
+HUB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
 
 def default_cache_dir() -> Path:
     """`$WAYPOINT_CACHE`, else `~/.cache/waypoint`."""
@@ -45,7 +50,8 @@ def cache_entry_name(name: str, seed: int = 0, overrides: dict | None = None) ->
 
 def resolve_model(spec: str, cache_dir: str | None = None, seed: int = 0,
                   overrides: dict | None = None) -> str:
-    """Local directory of `spec`: an existing checkpoint path, or a named model built on demand."""
+    """What the loaders get for `spec`: an existing checkpoint directory, a named model built on demand, or a
+    Hugging Face hub id (`org/name`, unchanged; with HF_HUB_OFFLINE=1 only when the hub cache holds it)."""
     if spec in MODEL_NAMES:
         return str(_ensure_built(spec, Path(cache_dir) if cache_dir else default_cache_dir(), seed,
                                  dict(overrides or {})))
@@ -54,13 +60,75 @@ def resolve_model(spec: str, cache_dir: str | None = None, seed: int = 0,
         if not (path / "config.json").is_file():
             raise FileNotFoundError(f"{path} has no config.json; not a transformers checkpoint")
         return spec if path == Path(spec) else str(path)
-    raise ValueError(f"unknown model {spec!r}: not a directory and not one of {', '.join(MODEL_NAMES)}")
+    if is_hub_id(spec):
+        if hub_offline() and not _in_hub_cache(spec):
+            raise ValueError(f"model {spec!r} is a Hugging Face hub id, but HF_HUB_OFFLINE=1 and the hub cache "
+                             f"({_hub_cache_dir()}) does not hold it: download it first "
+                             f"(`huggingface-cli download {spec}`), point model.name at a local checkpoint, "
+                             f"or unset HF_HUB_OFFLINE")
+        return spec
+    raise ValueError(f"unknown model {spec!r}: not a directory, not a hub id (org/name) and not one of "
+                     f"{', '.join(MODEL_NAMES)}")
+
+
+def is_hub_id(spec: str) -> bool:
+    """`org/name` that is not an existing local path."""
+    return bool(HUB_ID.fullmatch(spec)) and not Path(spec).expanduser().exists()
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _hub_cache_dir() -> str:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+        return os.environ.get("HF_HUB_CACHE") or HF_HUB_CACHE
+    except ImportError:  # pragma: no cover
+        return "the Hugging Face cache"
+
+
+def _in_hub_cache(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:  # pragma: no cover
+        return False
+    found = try_to_load_from_cache(repo_id, "config.json", cache_dir=os.environ.get("HF_HUB_CACHE"))
+    return isinstance(found, str)
+
+
+def local_model_dir(spec: str) -> str:
+    """A local directory holding the checkpoint `spec` resolves to: itself for a path, the hub cache's snapshot
+    for a hub id (downloaded unless HF_HUB_OFFLINE=1), for code that reads the files (copies, conversions)."""
+    if not is_hub_id(spec):
+        return spec
+    from huggingface_hub import snapshot_download
+    return snapshot_download(spec, local_files_only=hub_offline(), cache_dir=os.environ.get("HF_HUB_CACHE"))
 
 
 def is_vision_model(path) -> bool:
-    """True when the checkpoint at `path` is a vision-language model."""
-    cfg = json.loads((Path(path) / "config.json").read_text())
-    return "vision_config" in cfg
+    """True when the checkpoint at `path` (a local directory or a hub id) is a vision-language model."""
+    local = Path(path).expanduser() / "config.json"
+    if local.is_file():
+        return "vision_config" in json.loads(local.read_text())
+    from transformers import AutoConfig   # a hub id: its config (downloaded, or from the cache offline)
+    return getattr(AutoConfig.from_pretrained(str(path)), "vision_config", None) is not None
+
+
+def resolve_attn_implementation(requested: str, dtype: str | None = None) -> str:
+    """The transformers `attn_implementation` to load with. `auto` becomes flash_attention_2 when the flash_attn
+    package is installed, CUDA is available and the dtype is 16-bit (flash-attn has no float32 kernels), and sdpa
+    otherwise; any other value (sdpa, eager, flash_attention_2, ...) is returned as asked."""
+    if requested != "auto":
+        return requested
+    import importlib.util
+    if dtype in ("float32", "fp32") or importlib.util.find_spec("flash_attn") is None:
+        return "sdpa"
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return "sdpa"
+    return "flash_attention_2" if torch.cuda.is_available() else "sdpa"
 
 
 def _ensure_built(name: str, cache_dir: Path, seed: int, overrides: dict) -> Path:

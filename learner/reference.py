@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from data.trajectory import TrajectoryGroup
-from learner.batch import SampleRef, collate
+from learner.batch import SampleRef, collate, to_device
 from learner.engine import token_logprobs
 from learner.tiny_models import vision_token_ids
 from rewards.answer import answer_char_span
@@ -30,7 +30,8 @@ def ema_update_(ref: Mapping[str, torch.Tensor], policy: Mapping[str, np.ndarray
     if missing:
         raise KeyError(f"policy weights lack {len(missing)} reference tensors, e.g. {missing[:3]}")
     for name, t in ref.items():
-        src = torch.as_tensor(np.asarray(policy[name]), dtype=t.dtype, device=t.device)
+        src = policy[name]   # numpy (object-store transport) or a torch tensor (collective transport)
+        src = (src if torch.is_tensor(src) else torch.as_tensor(np.asarray(src))).to(dtype=t.dtype, device=t.device)
         t.mul_(decay).add_(src, alpha=1.0 - decay)
 
 
@@ -77,11 +78,18 @@ def answer_token_mask(ends: list[int], span: tuple[int, int] | None) -> np.ndarr
 
 class EMAReference:
     def __init__(self, model_path: str, vision: bool, decay: float = 0.995, every: int = 10, batch_size: int = 16,
-                 dtype: str = "float32", torch_threads: int = 1):
+                 dtype: str = "float32", torch_threads: int = 1, attn_implementation: str = "auto"):
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+
+        from learner.model_zoo import resolve_attn_implementation
         torch.set_num_threads(torch_threads)
         cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
-        self.model = cls.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval().requires_grad_(False)
+        # auto: flash_attention_2 on a GPU with flash_attn in bf16, else sdpa (what transformers picks on the CPU)
+        self.attn_implementation = resolve_attn_implementation(attn_implementation, dtype)
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")   # Ray sets the actor's GPU
+        self.model = cls.from_pretrained(model_path, dtype=getattr(torch, dtype),
+                                         attn_implementation=self.attn_implementation).eval().requires_grad_(False)
+        self.model.to(self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None \
             else self.tokenizer.eos_token_id
@@ -122,9 +130,9 @@ class EMAReference:
         todo = [i for i, m in enumerate(masks) if m.any()]
         for lo in range(0, len(todo), self.batch_size):
             idx = todo[lo:lo + self.batch_size]
-            batch = collate([SampleRef(group, i, 0.0) for i in idx], self.pad_id)
+            batch = to_device(collate([SampleRef(group, i, 0.0) for i in idx], self.pad_id), self.device)
             # temperature 1: the reference's own distribution, as the paper scores it
-            logp = token_logprobs(self.model, batch, 1.0, self.vision, self.blocked_ids).double().numpy()
+            logp = token_logprobs(self.model, batch, 1.0, self.vision, self.blocked_ids).double().cpu().numpy()
             for row, i in enumerate(idx):
                 p[i] = float(np.exp(logp[row, :len(masks[i])][masks[i]].mean()))
         return p, group.size - len(todo)

@@ -33,6 +33,13 @@ def small_cfg(tmp_path, *extra, config: str = "configs/cpu_tiny.yaml"):
     return load_config(ROOT / config, [*CPU_TINY_SMALL, f"train.run_dir={tmp_path / 'run'}", *extra])
 
 
+def assert_catalogued(records: list[dict]) -> None:
+    """Every key a run logged is in cluster.metrics.METRICS, the names dashboards may query."""
+    from cluster.metrics import flatten, is_catalogued
+    unknown = sorted({k for r in records for k in flatten(r) if not is_catalogued(k)})
+    assert not unknown, f"logged but not in cluster.metrics.METRICS: {unknown}"
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray cluster on loopback per test module."""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import ray
 import torch
-from conftest import small_cfg
+from conftest import assert_catalogued, small_cfg
 
 from cluster.config import load_config
 from cluster.launch import spawn_actors
@@ -31,12 +31,13 @@ def hf_logprobs(model, prompt_ids, response_ids) -> np.ndarray:
 
 
 def test_rollout_weights_follow_the_learner(local_ray, tmp_path):
-    """After one optimizer step and a publish, the rollout engine serves exactly the learner's weights."""
+    """After an optimizer step and a publish, the rollout engine serves exactly the learner's weights: through the
+    object store, then through the bucketed collective broadcast (gloo here, NCCL on GPUs) from a ZeRO-3 group."""
     from actors.learner_worker import LearnerGroup
-    from actors.weight_sync import ObjectStoreTransport
+    from actors.weight_sync import CollectiveTransport, ObjectStoreTransport
     from transformers import AutoModelForCausalLM
 
-    cfg = small_cfg(tmp_path, "learner.num_workers=2", "learner.zero_stage=2", "learner.lr=1e-2")
+    cfg = small_cfg(tmp_path, "learner.num_workers=2", "learner.zero_stage=3", "learner.lr=1e-2")
     model_path, vision, engine = resolve_policy(cfg)
     assert engine == "vllm"
     actors = spawn_actors(cfg, model_path, vision, engine, prefix="sync/")
@@ -67,7 +68,19 @@ def test_rollout_weights_follow_the_learner(local_ray, tmp_path):
         model.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=False)
         np.testing.assert_allclose(after, hf_logprobs(model, *probe), atol=2e-4)
 
-        # a run checkpoint of the 2-rank ZeRO-2 learner consolidates to exactly the weights it exported
+        # step 2 goes out over the collective transport: ZeRO-3 shards gathered module by module, 64 KiB buckets,
+        # received inside vLLM's worker (the worker extension that receives per tensor-parallel rank on GPUs)
+        learner.step([[ray.put(g)] for g in groups])
+        sync2 = CollectiveTransport(backend="gloo", bucket_mb=1 / 16, timeout_s=120).publish(
+            learner, actors.rollout, version=2)
+        assert sync2["weight_bytes"] == sync["weight_bytes"] and ray.get(rollout.version.remote()) == 2
+        after2 = ray.get(rollout.sequence_logprobs.remote(*probe))
+        assert np.max(np.abs(np.subtract(after2, after))) > 1e-3, "the broadcast did not change the weights"
+        state = ray.get(learner.export_weights()["ref"][0])
+        model.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=False)
+        np.testing.assert_allclose(after2, hf_logprobs(model, *probe), atol=2e-4)
+
+        # a run checkpoint of the 2-rank ZeRO-3 learner consolidates to exactly the weights it exported
         from cluster.evaluate import main as evaluate_main
         from cluster.evaluate import policy_from_checkpoint
         learner.save(str(tmp_path / "ckpt" / "learner"))
@@ -118,7 +131,8 @@ def test_vision_language_path_trains_on_rendered_maps(local_ray, tmp_path):
 def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
     """The loop logs every metric and its accounting closes. Stop after 2 steps and resume to 4: steps 2 and
     3 match a straight 4-step run (same samples, rewards, loss), because weights, optimizer, sampler cursor,
-    sampling seeds, buffer and GRPO-CARE's EMA reference are all restored. Runs configs/cpu_tiny_care.yaml
+    sampling seeds, buffer and GRPO-CARE's EMA reference are all restored; weights travel by the collective
+    transport (a gloo group re-formed by the resumed run). Runs configs/cpu_tiny_care.yaml
     (so the CARE config runs end to end here) with KL to the frozen reference kept beside CARE on purpose and
     an EMA step after every optimizer step."""
     from cluster.controller import train
@@ -126,6 +140,8 @@ def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
     from safetensors.numpy import load_file
 
     opts = ("rollout.engine=hf",   # starts in seconds; vLLM's per-request seeds give the same guarantee
+            "learner.weight_sync=collective",   # weights to rollout and the EMA reference by gloo broadcast
+            "learner.weight_bucket_mb=0.25",
             "algorithm.kl_coef=0.01", "algorithm.care.ema_every=1", "algorithm.care.keep_kl=true",
             "algorithm.care.ema_decay=0.5",   # 0.5: a lost EMA state shows
             # a stage switch after step 0 and VAS scoring passes before steps 0, 2 and 4
@@ -150,6 +166,7 @@ def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
     resumed = train(small_cfg(tmp_path / "b", "train.steps=4", "train.resume=true", *opts, config=care))
     assert resumed["accounting"]["closes"] and resumed["accounting"]["consumed"] == 4 * 2
     b = read_jsonl(resumed["metrics_path"])
+    assert_catalogued(a + b)
     assert [r["step"] for r in b] == [0, 1, 2, 3]          # one log across both processes
     # stage "one" (torf1) for step 0, whose record already shows the switch it caused
     assert [r["curriculum/stage"] for r in a] == [1, 1, 1, 1]
@@ -178,6 +195,7 @@ def test_copo_config(local_ray, tmp_path):
     assert summary["accounting"]["closes"] and summary["accounting"]["consumed"] == 3 * 2
     records = read_jsonl(summary["metrics_path"])
     assert len(records) == 3
+    assert_catalogued(records)
     for r in records:
         assert all(math.isfinite(r[k]) for k in COPO_KEYS), r
         assert 0 <= r["copo/global_loss_share"] <= 1 and 0 <= r["copo/gate_mean"] <= 1

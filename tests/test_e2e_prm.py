@@ -9,7 +9,7 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 import ray
-from conftest import small_cfg
+from conftest import assert_catalogued, small_cfg
 
 from actors.generation import Completion
 from cluster.build_prm_data import RequestServer, run_searches, write_outputs
@@ -143,6 +143,7 @@ def test_tool_only_prm_rewards_train(local_ray, tmp_path):
     assert summary["accounting"]["closes"] and summary["accounting"]["consumed"] == 3 * 2
     records = read_jsonl(summary["metrics_path"])
     assert len(records) == 3
+    assert_catalogued(records)
     for r in records:
         assert 0.0 <= r["reward/process"] <= 1.0
         for key in ("prm/steps_per_sample", "prm/verified_rate", "prm/refuted_rate", "prm/not_checkable_rate",
