@@ -64,4 +64,4 @@ def test_a_peer_that_skips_the_broadcast_fails_it_after_the_timeout():
     with pytest.raises(WeightSyncError, match="peers that never arrived: consumer-0"):
         group.broadcast(torch.arange(4.0), "v7/b0")
     assert 2.5 < time.monotonic() - t0 < 15
-    proc.join(10)
+    proc.kill()
