@@ -16,6 +16,11 @@ import ray
 from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
 
+# vLLM seeds sample j of a request with seed + j: consecutive group seeds would give group k's sample j and group
+# k+1's sample j-1 the same random stream. Spacing the group seeds by more than any group size keeps them apart.
+SEED_STRIDE = 1024
+
+
 class RolloutFeeder:
     def __init__(self, sampler, rollout_actors: list, reward_actors: list, buffer, groups_per_step: int,
                  max_staleness: int, total_groups: int, prompts_per_call: int, max_calls_per_actor: int = 2,
@@ -139,7 +144,7 @@ class RolloutFeeder:
                 self.issued += k
                 self._calls[idx] += 1
             rows = self.sampler.next(k)
-            seeds = [self.seed * 1_000_003 + self.seed_counter + j for j in range(k)]
+            seeds = [self.seed * 1_000_003 + (self.seed_counter + j) * SEED_STRIDE for j in range(k)]
             self.seed_counter += k
             refs = actor.generate.options(num_returns=k).remote(rows, seeds)
             refs = [refs] if k == 1 else list(refs)

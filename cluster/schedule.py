@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from cluster.config import WaypointConfig
+from cluster.feeder import SEED_STRIDE
 from data.curriculum import DEFAULT_STAGES, Curriculum, OrderedSampler, Stage, stage_metrics
 from data.sampler import PromptSampler
 from data.sampling import VarianceAwareSampler, variance_promotion_score
@@ -72,7 +73,7 @@ class TaskSchedule:
         v = self.vas_cfg
         types = self.stage_types
         pool = [r for r in self.rows if types is None or str(r["type"]).lower() in types]
-        seeds = [seed * 1_000_003 + i for i in range(len(pool))]
+        seeds = [seed * 1_000_003 + i * SEED_STRIDE for i in range(len(pool))]
         results = score_fn(pool, v.samples, seeds)
         by_prompt: dict[str, list[dict]] = {}
         for r in results:
