@@ -23,7 +23,8 @@ from rewards.answer import (
 )
 from rewards.errors import RowError
 from rewards.prm.check import answers_equivalent, to_sympy
-from rewards.prm.parse import MAX_STEP_CHARS, extract_claims, normalise_latex
+from rewards.prm.claims import extract_claims
+from rewards.prm.parse import MAX_STEP_CHARS, normalise_latex
 
 ANSWER_FORMATS = ("boxed", "tags")
 # R1 format (GRPO-CARE), matched against the whole response, as in rewards.map_vqa.

@@ -1,4 +1,4 @@
-"""Solution and approximate claims of the tool verifier (rewards/prm/parse.py, check.py, solutions.py).
+"""Solution and approximate claims of the tool verifier (rewards/prm/claims.py, check.py, solutions.py).
 
 Every expected verdict is computed by hand in the comment next to it.
 """
@@ -7,7 +7,7 @@ import time
 import pytest
 
 from rewards.prm.check import verify_step
-from rewards.prm.parse import Claim, extract_claims
+from rewards.prm.claims import Claim, extract_claims
 
 TIMEOUT_S = 2.0
 

@@ -4,7 +4,8 @@ import time
 
 import pytest
 
-from rewards.prm.parse import ParseError, extract_claims, normalise_latex, parse
+from rewards.prm.claims import extract_claims
+from rewards.prm.parse import ParseError, normalise_latex, parse
 from rewards.prm.verify import ToolVerifier
 
 TIMEOUT_S = 2.0

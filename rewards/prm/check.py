@@ -1,4 +1,4 @@
-"""SymPy checking of claims parsed by `rewards/prm/parse.py` (runs inside the sandbox child; see verify.py).
+"""SymPy checking of claims found by `rewards/prm/claims.py` (runs inside the sandbox child; see verify.py).
 
 SymPy objects are built from the tuple AST directly, never from strings, and every operation whose cost grows
 with the *value* (powers, factorials) is refused past a cap before SymPy evaluates it. `simplify` is never used:
@@ -20,14 +20,8 @@ from decimal import Decimal
 
 import sympy
 
-from rewards.prm.parse import (
-    MAX_STEP_CHARS,
-    Claim,
-    ParseError,
-    extract_claims,
-    normalise_latex,
-    parse,
-)
+from rewards.prm.claims import Claim, extract_claims
+from rewards.prm.parse import MAX_STEP_CHARS, ParseError, normalise_latex, parse
 
 MAX_ABS_EXPONENT = 1000          # numeric exponent cap (brief): refuse before Pow evaluates
 MAX_EXPANDED_EXPONENT = 64       # exponent cap when the base holds a sum: expand() of (a+b+c)^n grows like n^2

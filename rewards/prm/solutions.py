@@ -1,4 +1,4 @@
-"""Checking of solution claims ('3x + 4 = 19, so x = 5'), built by `rewards/prm/parse.py` (`_solutions`).
+"""Checking of solution claims ('3x + 4 = 19, so x = 5'), built by `rewards/prm/claims.py` (`_solutions`).
 
 Runs inside the sandbox child like the rest of check.py. Rule:
 - Each claimed value is put into each equation in scope by rebuilding the equation's AST with the unknown bound
@@ -39,7 +39,8 @@ from rewards.prm.check import (
     has_decimal,
     to_sympy,
 )
-from rewards.prm.parse import Claim, ParseError
+from rewards.prm.claims import Claim
+from rewards.prm.parse import ParseError
 
 MAX_DEGREE = 4                   # completeness: roots in closed form / exact isolation stay cheap
 MAX_COEFF_BITS = 2000            # completeness: size of a polynomial coefficient

@@ -20,7 +20,8 @@ from rewards.prm.check import (
     check_claim,
     verify_step,
 )
-from rewards.prm.parse import Claim, ParseError, extract_claims, normalise_latex, parse
+from rewards.prm.claims import Claim, extract_claims
+from rewards.prm.parse import ParseError, normalise_latex, parse
 
 __all__ = [
     "Claim",
