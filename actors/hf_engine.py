@@ -12,6 +12,13 @@ from learner.engine import gather_logprobs
 from learner.prompting import EncodedPrompt
 
 
+def sampling_kwargs(temperature: float, top_p: float) -> dict:
+    """`generate` sampling arguments; temperature 0 is greedy decoding (evaluation), as in vLLM."""
+    if temperature > 0:
+        return dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0)
+    return dict(do_sample=False, top_k=None, top_p=None, temperature=None)
+
+
 class HFEngine:
     def __init__(self, model_path: str, vision: bool, dtype: str = "float32", seed: int = 0,
                  block_token_ids: list[int] | None = None):
@@ -43,9 +50,7 @@ class HFEngine:
         kwargs = {}
         for k, v in (prompt.mm_inputs or {}).items():
             kwargs[k] = torch.as_tensor(v)
-        # temperature 0 is greedy decoding (evaluation), as in vLLM
-        sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 \
-            else dict(do_sample=False, top_k=None, top_p=None, temperature=None)
+        sampling = sampling_kwargs(temperature, top_p)
         out = self.model.generate(
             input_ids=ids, attention_mask=torch.ones_like(ids), **sampling, max_new_tokens=max_new_tokens,
             num_return_sequences=n, output_scores=True, return_dict_in_generate=True,
@@ -77,8 +82,7 @@ class HFEngine:
             if seeds is not None:
                 torch.manual_seed(seeds[i])
             x = torch.tensor([list(ids)])
-            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if temperature > 0 \
-                else dict(do_sample=False, top_k=None, top_p=None, temperature=None)
+            sampling = sampling_kwargs(temperature, top_p)
             gen = self.model.generate(
                 input_ids=x, attention_mask=torch.ones_like(x), **sampling, max_new_tokens=max_new_tokens,
                 num_return_sequences=n, output_scores=top_logprobs > 0, return_dict_in_generate=True,

@@ -63,9 +63,6 @@ class LearnerWorker:
         dtype = str(next(module.parameters()).dtype).removeprefix("torch.")
         return [(s.name, s.shape) for s in state_specs(module)], dtype
 
-    def weight_endpoint(self) -> tuple[str, int]:
-        return self.master_endpoint()
-
     def has_cuda(self) -> bool:
         import torch
         return torch.cuda.is_available()

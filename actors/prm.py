@@ -91,11 +91,10 @@ class ProcessScorer:
     def score(self, group: TrajectoryGroup) -> TrajectoryGroup:
         from learner.reference import token_char_ends
         t0 = time.perf_counter()
-        texts, step_lists, step_tokens = [], [], []
+        step_lists, step_tokens = [], []
         for s in group.samples:
             text, ends = token_char_ends(self.policy_tokenizer, s.token_ids)
             steps = split_steps(text, self.prm["step_mode"])
-            texts.append(text)
             step_lists.append([st.text for st in steps])
             step_tokens.append(step_end_tokens([st.end for st in steps], ends))
         if self.judge is None:

@@ -33,12 +33,11 @@ class CollectiveTransport:
         self.backend, self.timeout_s = backend, timeout_s
         self.bucket_bytes = int(bucket_mb * 2**20)
         self.members: list | None = None
-        self.bytes_per_sync = 0
 
     def _form_group(self, learner, consumers: list) -> None:
         sender = learner.workers[0]
         specs, dtype = ray.get(sender.weight_specs.remote())
-        addr, port = ray.get(sender.weight_endpoint.remote())
+        addr, port = ray.get(sender.master_endpoint.remote())
         ranks = ray.get([c.weight_ranks.remote() for c in consumers])
         names = ["learner-0"] + [f"consumer-{i}/rank-{k}" for i, n in enumerate(ranks) for k in range(n)]
         backend = self.backend

@@ -23,6 +23,9 @@ from pathlib import Path
 import ray
 
 from cluster.config import WaypointConfig, add_config_args, config_from_args
+from cluster.stepwise import math_policy_and_problems, sample_next_steps, step_separator
+from rewards.answer import boxed_content
+from rewards.math_answer import math_ground_truth
 from rewards.prm.mcts import CheckAnswer, CheckStep, MCTSSettings, NextSteps, StepCheck, search
 from rewards.prm.rationale import find_label, verify_text
 
@@ -56,13 +59,10 @@ class RequestServer:
         self.cfg, self.rollout, self.judge, self.verifier = cfg, rollout, judge, verifier
         self.counts: Counter = Counter()
         self.seed = cfg.train.seed * 1_000_003
-        self.separator = "\n" if cfg.prm.step_mode == "newline" else "\n\n"
+        self.separator = step_separator(cfg.prm.step_mode)
 
     def serve(self, pending: dict[str, object], rows: dict[str, dict]) -> dict[str, object]:
         """One answer per pending request (problem id -> request)."""
-        from cluster.stepwise import sample_next_steps
-        from rewards.math_answer import math_ground_truth
-        from rewards.answer import boxed_content
         m = self.cfg.prm.mcts
         answers: dict[str, object] = {}
         policy = [(pid, r) for pid, r in pending.items() if isinstance(r, NextSteps)]
@@ -151,14 +151,11 @@ def write_outputs(out_dir: Path, rows: list[dict], trees: dict, right: str, wron
 
 
 def build(cfg: WaypointConfig) -> dict:
-    from cluster.launch import rollout_actor, start_cluster, worker_env
-    from cluster.stepwise import math_policy_and_problems
+    from cluster.launch import rollout_actor, standalone_rollout
     from rewards.prm.verify import ToolVerifier
     m = cfg.prm.mcts
     policy, engine, rows = math_policy_and_problems(cfg, m.problems, "the PRM label search")
-    start_cluster(cfg)
-    env = {"env_vars": worker_env(cfg.rollout.num_gpus > 0)}
-    rollout = [rollout_actor(cfg, policy, engine, False, i, env) for i in range(cfg.rollout.num_actors)]
+    rollout, env = standalone_rollout(cfg, policy, engine, False)
     judge = []
     if m.judge:
         from learner.model_zoo import resolve_model

@@ -155,7 +155,7 @@ def evaluate(cfg: WaypointConfig, checkpoint: str | None, data: str = "synthetic
              temperature: float = 0.0, out: str | None = None) -> dict:
     import ray
 
-    from cluster.launch import reward_actor, rollout_actor, start_cluster, worker_env
+    from cluster.launch import reward_actor, standalone_rollout
     from cluster.tasks import load_task_rows, resolve_policy
 
     base_path, vision, engine = resolve_policy(cfg)
@@ -165,9 +165,7 @@ def evaluate(cfg: WaypointConfig, checkpoint: str | None, data: str = "synthetic
         else base_path
     ecfg = eval_config(cfg, data)
     rows = load_task_rows(ecfg, vision)
-    start_cluster(cfg)
-    env = {"env_vars": worker_env(cfg.rollout.num_gpus > 0)}
-    rollout = [rollout_actor(cfg, policy, engine, vision, i, env) for i in range(cfg.rollout.num_actors)]
+    rollout, env = standalone_rollout(cfg, policy, engine, vision)
     reward = [reward_actor(cfg, env) for _ in range(cfg.reward.num_actors)]
     try:
         t0 = time.perf_counter()

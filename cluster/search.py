@@ -79,12 +79,10 @@ def score_responses(cfg: WaypointConfig, rows: list[dict], responses: list[str])
 
 
 def search_report(cfg: WaypointConfig) -> dict:
-    from cluster.launch import prm_actor, rollout_actor, start_cluster, worker_env
+    from cluster.launch import prm_actor, standalone_rollout
     s = cfg.prm.search
     policy, engine, rows = math_policy_and_problems(cfg, s.problems, "reward-guided search")
-    start_cluster(cfg)
-    env = {"env_vars": worker_env(cfg.rollout.num_gpus > 0)}
-    rollout = [rollout_actor(cfg, policy, engine, False, i, env) for i in range(cfg.rollout.num_actors)]
+    rollout, env = standalone_rollout(cfg, policy, engine, False)
     prm = prm_actor(cfg, policy, engine, env)
     try:
         t0 = time.perf_counter()
