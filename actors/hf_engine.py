@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from actors.generation import Completion, GeneratedSample, cut_at_stop
-from learner.engine import gather_logprobs
+from learner.forward import gather_logprobs
 from learner.prompting import EncodedPrompt
 
 

@@ -28,7 +28,7 @@ class LearnerWorker:
     def master_endpoint(self) -> tuple[str, int]:
         return "127.0.0.1" if _local() else ray.util.get_node_ip_address(), free_port()
 
-    def setup(self, addr: str, port: int, backend: str, timeout_s: float, **learner_kwargs) -> bool:
+    def setup(self, addr: str, port: int, backend: str, timeout_s: float, spec) -> bool:
         import deepspeed
         import torch
         # LOCAL_RANK 0: Ray gives each GPU actor its own CUDA_VISIBLE_DEVICES, so its device is always cuda:0
@@ -39,7 +39,7 @@ class LearnerWorker:
         deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False,
                                    timeout=timedelta(seconds=timeout_s), rank=self.rank, world_size=self.world)
         from learner.engine import PolicyLearner
-        self.learner = PolicyLearner(rank=self.rank, world_size=self.world, **learner_kwargs)
+        self.learner = PolicyLearner(spec, rank=self.rank, world_size=self.world)
         return True
 
     def train_step(self, batch: list) -> dict | None:
@@ -104,10 +104,11 @@ def _local() -> bool:
 class LearnerGroup:
     """Driver-side handle: the L workers behave like one learner."""
 
-    def __init__(self, workers: list, learner_kwargs: dict, backend: str, timeout_s: float = 600.0):
+    def __init__(self, workers: list, spec, backend: str, timeout_s: float = 600.0):
+        """`spec`: a learner.engine.LearnerSpec, the same for every rank."""
         self.workers = workers
         addr, port = ray.get(workers[0].master_endpoint.remote())
-        ray.get([w.setup.remote(addr, port, backend, timeout_s, **learner_kwargs) for w in workers])
+        ray.get([w.setup.remote(addr, port, backend, timeout_s, spec) for w in workers])
 
     def step(self, batch: list) -> dict:
         return ray.get([w.train_step.remote(batch) for w in self.workers])[0]

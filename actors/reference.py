@@ -16,10 +16,11 @@ from learner.reference import EMAReference, ema_due
 
 @ray.remote
 class ReferenceActor:
-    def __init__(self, model_path: str, vision: bool, care: dict, dtype: str = "float32", torch_threads: int = 1,
+    def __init__(self, model_path: str, vision: bool, care, dtype: str = "float32", torch_threads: int = 1,
                  attn_implementation: str = "sdpa"):
-        self.ref = EMAReference(model_path, vision, decay=care["ema_decay"], every=care["ema_every"],
-                                batch_size=care["batch_size"], dtype=dtype, torch_threads=torch_threads,
+        """`care`: the algorithm.care section (learner.algorithms.care.CareConfig)."""
+        self.ref = EMAReference(model_path, vision, decay=care.ema_decay, every=care.ema_every,
+                                batch_size=care.batch_size, dtype=dtype, torch_threads=torch_threads,
                                 attn_implementation=attn_implementation)
         self.scored = 0
         self.missing_spans = 0

@@ -9,17 +9,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
+
+from learner.algorithms.config import AlgorithmConfig
+from learner.config import LearnerConfig, Section
 
 QUESTION_TYPES = ("torf1", "torf2", "counting1", "counting2", "counting3", "planning")
 
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key and where it came from."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ClusterConfig(Section):
@@ -199,7 +198,6 @@ class PRMConfig(Section):
     step_mode: Literal["auto", "blank_line", "step_marker", "newline"] = "auto"
     aggregation: Literal["min", "mean", "last", "product"] = "min"
     weight: float = 1.0                   # total += weight * aggregated process reward
-    step_advantage_coef: float = 0.0      # > 0: also add token-placed process advantages (grpo/dr_grpo/care)
     neutral: float = Field(0.5, ge=0.0, le=1.0)   # score of a step the tool cannot check (tool-only mode)
     right_label: str = "Right"            # label words of the PRM's judge block, as in the training data
     wrong_label: str = "Wrong"
@@ -218,91 +216,6 @@ class PRMConfig(Section):
 class BufferConfig(Section):
     capacity: int = 64                    # groups; producers block when full
     max_staleness: int = 0                # policy versions; 0 = strictly on-policy
-
-
-COPO_MODES = ("only-soft", "soft-with-forced", "soft-with-zero", "only-global", "no-global", "only-forced",
-              "only-zero", "only-soft-with-coef")
-
-
-class CareConfig(Section):
-    """GRPO-CARE (ALGORITHMS.md §2): consistency bonus from an EMA reference model, replacing KL."""
-    enabled: bool | None = None           # None: on iff algorithm.advantage == care; true adds the bonus to any
-    bonus_coef: float = 0.5               # lambda: bonus = lambda * accuracy reward
-    margin: float = 0.0                   # confident if p_i >= tau - margin (0 or 0.01 in the paper)
-    upper_bound: float = 0.95             # p_i <- min(p_i, upper_bound)
-    ema_decay: float = Field(0.995, ge=0.0, le=1.0)
-    ema_every: int = Field(10, ge=1)      # optimizer steps between EMA updates
-    keep_kl: bool = False                 # CARE replaces KL; true keeps algorithm.kl_coef as well
-    batch_size: int = Field(16, ge=1)     # sequences per reference forward pass
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-
-
-class CopoConfig(Section):
-    """COPO (ALGORITHMS.md §5): global consistency advantage, entropy-gated blend with the local loss."""
-    mode: Literal[COPO_MODES] = "soft-with-zero"  # global_flg
-    gate_k: float = 5.0                   # w = sigmoid(k (H - b))
-    gate_b: float = 1.0
-    entropy_discount: bool = False        # reward_coef_flg: R_g = pass rate * (1 - lambda_H H)
-    dual_clip: float = Field(3.0, gt=1.0)
-    global_loss_coef: float = 1.0         # only-soft-with-coef
-
-
-class AlgorithmConfig(Section):
-    advantage: str = "grpo"               # registered name in learner.advantages: grpo | dr_grpo | care | copo
-    adv_eps: float | None = None          # None: the estimator's paper default (1e-6; care 1e-4)
-    clip_low: float = 0.2
-    clip_high: float = 0.2
-    loss_agg: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"] = "token-mean"
-    kl_coef: float = 0.0                  # low_var_kl to the frozen initial policy; 0 = off
-    care: CareConfig = Field(default_factory=CareConfig)
-    copo: CopoConfig = Field(default_factory=CopoConfig)
-
-    @model_validator(mode="after")
-    def _check(self) -> "AlgorithmConfig":
-        from learner.advantages import ADVANTAGE_ESTIMATORS   # numpy only: no torch needed to validate
-        if self.advantage not in ADVANTAGE_ESTIMATORS:
-            raise ValueError(f"unknown advantage estimator {self.advantage!r}; known: {sorted(ADVANTAGE_ESTIMATORS)}")
-        return self
-
-    @property
-    def care_on(self) -> bool:
-        return self.advantage == "care" or bool(self.care.enabled)
-
-    @property
-    def effective_kl_coef(self) -> float:
-        """CARE replaces the KL penalty (ALGORITHMS.md §2, beta = 0) unless care.keep_kl asks for both."""
-        return 0.0 if self.care_on and not self.care.keep_kl else self.kl_coef
-
-
-class LearnerConfig(Section):
-    num_workers: int = 1
-    zero_stage: Literal[0, 1, 2, 3] = 2
-    backend: Literal["auto", "gloo", "nccl"] = "auto"
-    lr: float = 1e-6
-    weight_decay: float = 0.01
-    betas: tuple[float, float] = (0.9, 0.999)
-    max_grad_norm: float = 1.0
-    micro_batch_size: int = 32            # sequences per forward/backward on one worker
-    gradient_checkpointing: bool = False
-    # ZeRO-Offload (DeepSpeed): optimizer states and step on the CPU (stage 1-3), parameters too (stage 3 only)
-    offload_optimizer: bool = False
-    offload_params: bool = False
-    weight_sync: Literal["object_store", "collective"] = "object_store"   # collective: bucketed NCCL/gloo broadcast
-    weight_bucket_mb: float = Field(256.0, gt=0)   # collective: bytes per broadcast bucket
-    weight_sync_timeout_s: float = Field(300.0, gt=0)   # collective: deadline of every rendezvous and broadcast
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    torch_threads: int = 1
-
-    @model_validator(mode="after")
-    def _check(self) -> "LearnerConfig":
-        if self.offload_params and self.zero_stage != 3:
-            raise ValueError(f"learner.offload_params needs learner.zero_stage=3 (DeepSpeed offloads parameters "
-                             f"only under ZeRO-3), got zero_stage={self.zero_stage}")
-        if self.offload_optimizer and self.zero_stage == 0:
-            raise ValueError("learner.offload_optimizer needs learner.zero_stage 1, 2 or 3 (ZeRO-Offload)")
-        return self
 
 
 class TrainConfig(Section):
@@ -331,9 +244,8 @@ class WaypointConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> "WaypointConfig":
-        if self.prm.step_advantage_coef > 0 and self.algorithm.advantage == "copo":
-            raise ValueError("prm.step_advantage_coef: COPO's gate reads sequence-level local advantages; "
-                             "use grpo, dr_grpo or care with token-placed process advantages")
+        if self.algorithm.process.coef > 0 and not self.prm.enabled:
+            raise ValueError("algorithm.process.coef > 0 places PRM step scores on tokens: set prm.enabled=true")
         if self.data.task == "math" and self.train.eval_every:
             raise ValueError("train.eval_every runs the map-question evaluation; for math use python -m cluster.search")
         return self

@@ -21,6 +21,7 @@ from cluster.metrics import MetricsLogger
 from cluster.progress import progress_bar
 from cluster.tasks import load_task_rows, resolve_policy
 from actors.learner_worker import LearnerGroup
+from learner.engine import LearnerSpec
 from actors.weight_sync import TRANSPORTS
 from cluster.feeder import RolloutFeeder
 from cluster.evaluate import eval_config, evaluation_report, score_rows
@@ -38,12 +39,7 @@ def train(cfg: WaypointConfig) -> dict:
     feeder = metrics = None
     try:
         G, gps = cfg.rollout.group_size, cfg.train.groups_per_step
-        learner = LearnerGroup(actors.learner_workers, dict(
-            model_path=model_path, vision=vision, algo=algorithm_options(cfg),
-            learner=cfg.learner.model_dump(), temperature=cfg.rollout.temperature,
-            max_new_tokens=cfg.rollout.max_new_tokens, seqs_per_step=gps * G, dtype=cfg.model.dtype,
-            attn_implementation=cfg.model.attn_implementation),
-            backend=cfg.learner.backend)
+        learner = LearnerGroup(actors.learner_workers, learner_spec(cfg, model_path, vision), backend=cfg.learner.backend)
         transport = weight_transport(cfg)
         schedule = TaskSchedule(cfg, rows)                            # curriculum stage x VAS weights
         feeder = RolloutFeeder(schedule.sampler, actors.rollout, actors.reward, actors.buffer, gps,
@@ -167,11 +163,10 @@ def weight_transport(cfg: WaypointConfig):
     return TRANSPORTS[L.weight_sync](timeout_s=L.weight_sync_timeout_s)
 
 
-def algorithm_options(cfg: WaypointConfig) -> dict:
-    """The algorithm section as the learner reads it, with the derived switches resolved once, here."""
-    return {**cfg.algorithm.model_dump(), "care_on": cfg.algorithm.care_on,
-            "kl_coef": cfg.algorithm.effective_kl_coef,
-            "prm_step_coef": cfg.prm.step_advantage_coef if cfg.prm.enabled else 0.0}
+def learner_spec(cfg: WaypointConfig, model_path: str, vision: bool) -> LearnerSpec:
+    return LearnerSpec(model_path, vision, cfg.algorithm, cfg.learner, cfg.rollout.temperature,
+                       cfg.rollout.max_new_tokens, cfg.rollout.group_size, cfg.train.groups_per_step,
+                       cfg.model.dtype, cfg.model.attn_implementation)
 
 
 def step_record(stats: dict, sync: dict, now: dict, last: dict, buf: dict, wait_s: float, learn_s: float,

@@ -242,7 +242,7 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
         reference = [ReferenceActor.options(
             name=f"{prefix}reference", num_cpus=care.num_cpus, num_gpus=care.num_gpus, runtime_env=env,
             scheduling_strategy=at("reference", 0)).remote(
-            model_path, vision, care.model_dump(), dtype=cfg.model.dtype, torch_threads=max(1, int(care.num_cpus)),
+            model_path, vision, care, dtype=cfg.model.dtype, torch_threads=max(1, int(care.num_cpus)),
             attn_implementation=cfg.model.attn_implementation)]
     prm = [prm_actor(cfg, model_path, engine, env, name=f"{prefix}prm-{i}", scheduling_strategy=at("prm", i))
            for i in range(cfg.prm.num_actors if cfg.prm.enabled else 0)]

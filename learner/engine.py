@@ -1,28 +1,33 @@
-"""The learner: a DeepSpeed engine around the policy, one optimizer step per batch of scored groups.
+"""The learner: a DeepSpeed engine around the policy. It knows no algorithm: advantages and the per-token
+loss come from the configured `AlgorithmPipeline` (learner/algorithms/).
 
-Gradients are exact over the *global* batch whatever the sharding: each micro-batch loss is rescaled by
-(its normaliser / the global normaliser) x (accumulation steps x world size), undoing DeepSpeed's division
-by accumulation steps and its average over ranks.
+One rollout batch -> `ppo_epochs` passes over its mini-batches of `ppo_mini_batch_size` groups, one optimizer
+step per mini-batch (the verl recipe). Gradients are exact over each *mini-batch* whatever the sharding: every
+micro-batch loss is its aggregation numerator divided by the normaliser of the whole mini-batch (its valid
+tokens, or its sequences), times (accumulation steps x world size), which undoes DeepSpeed's division by the
+accumulation steps and its average over ranks.
 """
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from data.trajectory import TrajectoryGroup
-from learner.batch import SampleRef, batch_stats, collate, compute_advantages, flatten, to_device
-from learner.losses import add_kl_penalty, copo_loss, policy_loss
+from learner.algorithms.config import AlgorithmConfig
+from learner.algorithms.pipeline import AlgorithmPipeline
+from learner.batch import SampleRow, batch_stats, micro_batch, mini_normaliser, sample_rows, segments
+from learner.config import LearnerConfig
+from learner.forward import resolve_forward_mode, response_logprobs
+from learner.losses import aggregate_sum, low_var_kl, masked_mean
 from learner.tiny_models import vision_token_ids as blocked_token_ids
 
 
-COPO_LOSS_STATS = ("global_loss_share", "gate_mean")
-
-
 def ds_config(micro: int, accum: int, world: int, lr: float, weight_decay: float, betas, max_grad_norm: float,
-              zero_stage: int, bf16: bool, offload_optimizer: bool = False, offload_params: bool = False) -> dict:
+              zero_stage: int, bf16: bool, offload_optimizer: bool = False, offload_params: bool = False,
+              eps: float = 1e-8) -> dict:
     """DeepSpeed config. Offload (ZeRO-Offload): optimizer states and the optimizer step go to pinned CPU memory
     (any ZeRO stage 1-3); parameters too under ZeRO-3 only. Both are rejected by cluster.config otherwise, and
     checked here again for direct callers."""
@@ -35,7 +40,7 @@ def ds_config(micro: int, accum: int, world: int, lr: float, weight_decay: float
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
     if offload_params:
         zero["offload_param"] = {"device": "cpu", "pin_memory": True}
-    params = {"lr": lr, "weight_decay": weight_decay, "betas": list(betas)}
+    params = {"lr": lr, "weight_decay": weight_decay, "betas": list(betas), "eps": eps}
     if not offload_optimizer:
         # torch_adam: torch's AdamW. Without it DeepSpeed builds FusedAdam (a CUDA kernel compiled by nvcc on first
         # use; on the CPU it would compile a kernel for a minute). With optimizer offload DeepSpeed's docs want its
@@ -63,91 +68,96 @@ def micro_split(n: int, max_micro: int) -> tuple[int, int]:
     return 1, n
 
 
-def token_logprobs(model, batch: dict, temperature: float, vision: bool,
-                   blocked_ids: list[int] | None = None) -> torch.Tensor:
-    """log pi(response token t | prefix) for each response column, shape [B, R].
-
-    `blocked_ids` are tokens the rollout never samples (image placeholders): the behaviour distribution is
-    renormalised without them, so the learner's must be too, or every ratio is off by log(1 - p_blocked).
-    """
-    p = int(batch["prompt_len"])
-    r = batch["response_mask"].shape[1]
-    kwargs = {k: v for k, v in batch.items() if k in ("pixel_values", "image_grid_thw", "mm_token_type_ids")}
-    if not vision:   # multimodal rope computes its own positions from the mask
-        kwargs["position_ids"] = batch["position_ids"]
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
-                   **kwargs).logits
-    logits = logits[:, p - 1:p - 1 + r].float() / temperature
-    if blocked_ids:
-        logits[..., blocked_ids] = float("-inf")
-    return gather_logprobs(logits, batch["input_ids"][:, p:p + r])
-
-
-def gather_logprobs(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """log softmax(logits)[target] at every position: [..., V] x [...] -> [...]."""
-    return torch.gather(F.log_softmax(logits, dim=-1), -1, targets.unsqueeze(-1)).squeeze(-1)
+@dataclass
+class LearnerSpec:
+    """Everything a learner rank is built from (the driver builds one and every rank receives it)."""
+    model_path: str
+    vision: bool
+    algorithm: AlgorithmConfig
+    learner: LearnerConfig
+    temperature: float            # the rollout's: the learner divides logits by it too
+    max_new_tokens: int           # the generation budget (Dr. GRPO's normaliser)
+    group_size: int
+    groups_per_step: int
+    dtype: str = "float32"
+    attn_implementation: str = "sdpa"
 
 
 class PolicyLearner:
-    def __init__(self, model_path: str, vision: bool, algo: dict, learner: dict, temperature: float,
-                 max_new_tokens: int, seqs_per_step: int, rank: int = 0, world_size: int = 1, dtype="float32",
-                 attn_implementation: str = "sdpa"):
+    def __init__(self, spec: LearnerSpec, rank: int = 0, world_size: int = 1):
         import deepspeed
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
-        torch.set_num_threads(learner.get("torch_threads", 1))
-        self.algo, self.vision, self.temperature = algo, vision, temperature
-        self.max_new_tokens = max_new_tokens
-        self.rank, self.world = rank, world_size
+
         from learner.model_zoo import resolve_attn_implementation
+        learner, algorithm, vision, dtype = spec.learner, spec.algorithm, spec.vision, spec.dtype
+        temperature, max_new_tokens = spec.temperature, spec.max_new_tokens
+        group_size, groups_per_step, model_path = spec.group_size, spec.groups_per_step, spec.model_path
+        torch.set_num_threads(learner.torch_threads)
+        self.cfg, self.algo = learner, algorithm
+        self.pipeline = AlgorithmPipeline(algorithm)
+        self.vision, self.temperature, self.max_new_tokens = vision, temperature, max_new_tokens
+        self.rank, self.world = rank, world_size
         cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
         # bf16 weights on GPU (model.dtype); attention "auto" -> flash_attention_2 where it can run, else sdpa
-        self.attn_implementation = resolve_attn_implementation(attn_implementation, dtype)
+        self.attn_implementation = resolve_attn_implementation(spec.attn_implementation, dtype)
+        self.forward_mode = resolve_forward_mode(learner.forward, self.attn_implementation)
         kw = {"dtype": getattr(torch, dtype), "attn_implementation": self.attn_implementation}
         model = cls.from_pretrained(model_path, **kw)
-        if learner.get("gradient_checkpointing"):
+        if learner.gradient_checkpointing:
             model.gradient_checkpointing_enable()
         tok = AutoTokenizer.from_pretrained(model_path)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.blocked_ids = blocked_token_ids(tok) if vision else None
+        self.kl_coef = algorithm.effective_kl_coef
         self.ref_model = None
-        if algo.get("kl_coef", 0.0) > 0:   # frozen initial policy for low_var_kl
+        if self.kl_coef > 0:   # frozen initial policy for low_var_kl
             # on the device DeepSpeed puts the policy on (cuda:<local rank> on GPU, cpu on the CPU accelerator)
             from deepspeed.accelerator import get_accelerator
             self.ref_model = cls.from_pretrained(model_path, **kw).to(get_accelerator().current_device_name())
             self.ref_model.eval().requires_grad_(False)
-        if seqs_per_step % world_size:
-            raise ValueError(f"{seqs_per_step} sequences per step do not split over {world_size} learners")
-        self.local_seqs = seqs_per_step // world_size
-        self.micro, self.accum = micro_split(self.local_seqs, learner["micro_batch_size"])
-        cfg = ds_config(self.micro, self.accum, world_size, learner["lr"], learner["weight_decay"],
-                        learner["betas"], learner["max_grad_norm"], learner["zero_stage"], dtype == "bfloat16",
-                        offload_optimizer=learner.get("offload_optimizer", False),
-                        offload_params=learner.get("offload_params", False))
+        self.seqs_per_step = groups_per_step * group_size
+        mini_groups = learner.ppo_mini_batch_size or groups_per_step
+        if groups_per_step % mini_groups:
+            raise ValueError(f"learner.ppo_mini_batch_size={mini_groups} groups does not divide the "
+                             f"{groups_per_step} groups of a step")
+        self.mini_seqs = mini_groups * group_size
+        if self.mini_seqs % world_size:
+            raise ValueError(f"a mini-batch of {self.mini_seqs} sequences does not split over {world_size} learners")
+        self.local_seqs = self.mini_seqs // world_size
+        self.micro, self.accum = micro_split(self.local_seqs, learner.micro_batch_size)
+        cfg = ds_config(self.micro, self.accum, world_size, learner.lr, learner.weight_decay, learner.betas,
+                        learner.max_grad_norm, learner.zero_stage, dtype == "bfloat16",
+                        offload_optimizer=learner.offload_optimizer, offload_params=learner.offload_params,
+                        eps=learner.adam_eps)
         self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=cfg)
-        self.zero_stage = learner["zero_stage"]
+        self.zero_stage = learner.zero_stage
         self.version = 0
 
-    # ---- one optimizer step ------------------------------------------------------------------------
+    # ---- one rollout batch -------------------------------------------------------------------------
     def train_step(self, groups: list[TrajectoryGroup]) -> dict:
-        adv = compute_advantages(groups, self.algo)
-        items = flatten(groups, adv)
-        if len(items) != self.local_seqs * self.world:
-            raise ValueError(f"batch has {len(items)} sequences, learner was built for "
-                             f"{self.local_seqs * self.world}")
-        mine = items[self.rank * self.local_seqs:(self.rank + 1) * self.local_seqs]
-        global_norm = self._normaliser(items)
+        adv = self.pipeline.advantages(groups)
+        rows = sample_rows(groups, adv)
+        if len(rows) != self.seqs_per_step:
+            raise ValueError(f"batch has {len(rows)} sequences, learner was built for {self.seqs_per_step}")
+        if self.cfg.old_logprobs == "recompute":
+            self._recompute_old_logprobs(rows)
         self.engine.train()
-        acc: dict[str, float] = {}
-        for m in range(self.accum):
-            micro = mine[m * self.micro:(m + 1) * self.micro]
-            loss, st = self._micro_loss(micro, global_norm)
-            self.engine.backward(loss)
-            self.engine.step()
-            for k, v in st.items():
-                acc[k] = acc.get(k, 0.0) + v / self.accum
+        acc: dict[str, list[float]] = {}
+        for _ in range(self.cfg.ppo_epochs):
+            for start in range(0, len(rows), self.mini_seqs):
+                mini = rows[start:start + self.mini_seqs]
+                norm = mini_normaliser(mini, self.algo.loss_agg)
+                mine = mini[self.rank * self.local_seqs:(self.rank + 1) * self.local_seqs]
+                for m in range(self.accum):
+                    loss, st = self._micro_loss(mine[m * self.micro:(m + 1) * self.micro], norm)
+                    self.engine.backward(loss)
+                    self.engine.step()      # DeepSpeed steps the optimizer at the end of each mini-batch only
+                    for k, v in st.items():
+                        acc.setdefault(k, []).append(v)
         self.version += 1
-        stats = batch_stats(groups, adv, self.version - 1, self.algo.get("copo", {}).get("mode", ""))
-        stats.update({(f"copo/{k}" if k in COPO_LOSS_STATS else f"loss/{k}"): v for k, v in acc.items()})
+        stats = batch_stats(groups, adv, self.version - 1)
+        stats.update({k: float(np.mean(v)) for k, v in acc.items()})
+        stats["learner/updates_per_batch"] = float(self.cfg.ppo_epochs * (len(rows) // self.mini_seqs))
         gn = self.engine.get_global_grad_norm()
         stats["grad_norm"] = float(gn) if gn is not None else float("nan")
         stats["learner_version"] = self.version
@@ -157,33 +167,48 @@ class PolicyLearner:
                            for g in groups]
         return stats
 
-    def _normaliser(self, items: list[SampleRef]) -> float:
-        if self.algo["loss_agg"] == "token-mean":
-            return float(sum(len(it.group.samples[it.index].token_ids) for it in items))
-        return float(len(items))
+    def _logprobs(self, model, segs) -> torch.Tensor:
+        return response_logprobs(model, segs, self.forward_mode, self.temperature, self.vision, self.pad_id,
+                                 self.blocked_ids)
 
-    def _micro_loss(self, micro: list[SampleRef], global_norm: float):
-        batch = to_device(collate(micro, self.pad_id), self.engine.device)
-        mask = batch["response_mask"]
-        logp = token_logprobs(self.engine.module, batch, self.temperature, self.vision, self.blocked_ids)
-        ref_lp = None
+    @torch.no_grad()
+    def _recompute_old_logprobs(self, rows: list[SampleRow]) -> None:
+        """verl's old log-probs: the learner's own, under the weights before this batch's first update. Each rank
+        computes its shard of every mini-batch, as in training (ZeRO-3 gathers stay collective), then all share."""
+        self.engine.eval()
+        mine: list[tuple[int, np.ndarray]] = []
+        for start in range(0, len(rows), self.mini_seqs):
+            for m in range(self.accum):
+                lo = start + self.rank * self.local_seqs + m * self.micro
+                part = rows[lo:lo + self.micro]
+                lp = self._logprobs(self.engine.module, segments(part)).float().cpu().numpy()
+                mine += [(lo + k, lp[k, :len(r.token_ids)]) for k, r in enumerate(part)]
+        every = [mine]
+        if self.world > 1:
+            import torch.distributed as dist
+            every = [None] * self.world
+            dist.all_gather_object(every, mine)
+        for part in every:
+            for idx, lp in part:
+                rows[idx].old_logprobs = lp
+
+    def _micro_loss(self, rows: list[SampleRow], norm: float):
+        mb = micro_batch(rows, self.engine.device)
+        logp = self._logprobs(self.engine.module, mb.segments)
+        per_token, stats = self.pipeline.token_loss(logp, mb.old_logprobs, mb.advantages, mb.mask, mb.inputs)
+        agg = self.algo.loss_agg
+        loss = aggregate_sum(per_token, mb.mask, agg, self.max_new_tokens)
         if self.ref_model is not None:
             with torch.no_grad():
-                ref_lp = token_logprobs(self.ref_model, batch, self.temperature, self.vision, self.blocked_ids)
-        a = self.algo
-        if a["advantage"] == "copo":   # gated blend of the local and global dual-clip losses
-            c = a["copo"]
-            loss, st = copo_loss(logp, batch["old_logprobs"], batch["advantages"], batch["global_advantages"],
-                                 batch["gates"], mask, batch["correct"], c["mode"], a["clip_low"], a["clip_high"],
-                                 c["dual_clip"], a["loss_agg"], c["global_loss_coef"], self.max_new_tokens)
-            loss, st = add_kl_penalty(loss, st, logp, ref_lp, mask, a["kl_coef"], a["loss_agg"], self.max_new_tokens)
-        else:
-            loss, st = policy_loss(logp, batch["old_logprobs"], batch["advantages"], mask, a["clip_low"],
-                                   a["clip_high"], a["loss_agg"], max_len=self.max_new_tokens, ref_logprobs=ref_lp,
-                                   kl_coef=a["kl_coef"])
-        local_norm = float(mask.sum()) if self.algo["loss_agg"] == "token-mean" else float(len(micro))
-        scale = (local_norm / max(global_norm, 1.0)) * self.accum * self.world
-        return loss * scale, st
+                ref = self._logprobs(self.ref_model, mb.segments)
+            kl = low_var_kl(logp, ref)
+            loss = loss + self.kl_coef * aggregate_sum(kl, mb.mask, agg, self.max_new_tokens)
+            stats["loss/kl"] = float(masked_mean(kl.detach(), mb.mask))
+        with torch.no_grad():
+            log_ratio = logp.detach() - mb.old_logprobs
+            stats["loss/approx_kl"] = float(masked_mean(0.5 * log_ratio ** 2, mb.mask))
+            stats["loss/ratio_mean"] = float(masked_mean(torch.exp(log_ratio), mb.mask))
+        return loss * (self.accum * self.world / max(norm, 1.0)), stats
 
     # ---- weights and checkpoints -------------------------------------------------------------------
     def full_state_dict(self) -> dict[str, np.ndarray] | None:
@@ -205,3 +230,4 @@ class PolicyLearner:
         _, client = self.engine.load_checkpoint(path, tag="learner")
         self.version = int((client or {}).get("version", 0))
         return self.version
+

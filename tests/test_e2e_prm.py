@@ -138,7 +138,7 @@ def test_build_prm_data_cli_with_the_tiny_policy(local_ray, tmp_path):
 def test_tool_only_prm_rewards_train(local_ray, tmp_path):
     from cluster.controller import train
     from cluster.metrics import read_jsonl
-    summary = train(small_cfg(tmp_path, "train.steps=3", "prm.step_advantage_coef=0.5", "rollout.engine=hf",
+    summary = train(small_cfg(tmp_path, "train.steps=3", "algorithm.process.coef=0.5", "rollout.engine=hf",
                               config="configs/cpu_tiny_prm.yaml"))
     assert summary["accounting"]["closes"] and summary["accounting"]["consumed"] == 3 * 2
     records = read_jsonl(summary["metrics_path"])
