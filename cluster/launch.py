@@ -47,7 +47,8 @@ def worker_env(use_gpu: bool) -> dict[str, str]:
     if not use_gpu:
         env["DS_ACCELERATOR"] = "cpu"
         env["CUDA_VISIBLE_DEVICES"] = ""
-    for key in ("WAYPOINT_CACHE", "WAYPOINT_REASONMAP_DIR", "WAYPOINT_LOCAL_CLUSTER", "HF_HUB_OFFLINE"):
+    # PYTHONPATH: modules named in algorithm.plugins must import in the learner workers too
+    for key in ("WAYPOINT_CACHE", "WAYPOINT_REASONMAP_DIR", "WAYPOINT_LOCAL_CLUSTER", "HF_HUB_OFFLINE", "PYTHONPATH"):
         if key in os.environ:
             env[key] = os.environ[key]
     return env

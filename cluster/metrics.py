@@ -51,6 +51,7 @@ METRICS: dict[str, str] = {
     "care/bonus_mean": "mean consistency bonus",
     "care/answer_likelihood_mean": "mean EMA-reference likelihood of the answer",
     "care/consistency_rate": "reasoning-answer consistency rate",
+    "care/no_span_rate": "share of the batch's samples without an answer span (no likelihood, no bonus)",
     "care/ema_updates": "EMA reference updates done",
     "care/ema_version": "policy version the EMA reference has absorbed",
     "care/samples_scored": "samples the reference scored (cumulative)",
@@ -67,6 +68,7 @@ METRICS: dict[str, str] = {
     "loss/ratio_mean": "mean importance ratio",
     "loss/kl": "mean k3 KL to the reference (only with kl_coef > 0)",
     "grad_norm": "global gradient norm",
+    "learner/updates_per_batch": "optimizer steps per rollout batch (ppo_epochs x mini-batches)",
     "learner_version": "optimizer steps done",
     # time split and throughput (cluster/controller.py::step_record, BetweenSteps.run)
     "time/wait_s": "time waiting for a full batch",
