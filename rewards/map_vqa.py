@@ -32,7 +32,7 @@ CITY_WEIGHTS = {"easy": 1.0, "middle": 1.2, "hard": 1.5}
 TRANSFER_WEIGHT = 0.5         # added to W for planning questions with T > 0
 DETAIL_CAP = 10.0             # D = min(D, 10); no lower clamp
 ENDPOINT_BONUS = 2.0          # first departure and last arrival both right
-LINE_BONUS_DIRECT = 4.0       # T = 0: section rides the direct line
+LINE_BONUS_DIRECT = 4.0       # T = 0: section rides a line holding both endpoints
 LINE_BONUS_TRANSFER = 3.0     # T > 0: section names a real line
 TRANSFER_BONUS = 1.0          # arrival == next departure, within T transfers
 EXTRA_SECTION_PENALTY = 5.0   # "too many segments"
@@ -141,8 +141,9 @@ def planning_detail(sections, lines, station_1, station_2, transfer_count, penal
     transfer with i+1 <= T; D = min(D, 10).
 
     limit = T+1 for penalty="paper", T for "released" (its off-by-one).
-    The +4 goes to the first table line holding both endpoints ("paper"),
-    or to any such line ("released", whose loop only breaks on a match).
+    The +4 goes to any table line holding both endpoints, in both modes: the
+    released loop's break ends it only on a match, so a section riding a
+    second direct line is credited too.
     """
     if penalty not in PENALTY_MODES:
         raise ValueError(f"detail_penalty must be one of {PENALTY_MODES}, got {penalty!r}")
@@ -151,7 +152,6 @@ def planning_detail(sections, lines, station_1, station_2, transfer_count, penal
         return 0.0
     table = _clean_table(lines)
     direct = _lines_with(table, clean_station(station_1), clean_station(station_2))
-    direct = direct[:1] if penalty == "paper" else direct
     limit = transfers + 1 if penalty == "paper" else transfers
     detail = ENDPOINT_BONUS
     for i, sec in enumerate(sections):
