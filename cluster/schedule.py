@@ -37,7 +37,7 @@ class TaskSchedule:
         if self.curriculum is not None and self.curriculum.mode == "released_order":
             if d.vas.enabled:
                 raise ValueError("data.curriculum.mode=released_order is a fixed data order: it cannot use VAS")
-            self.sampler = OrderedSampler(rows, self.curriculum.stages)
+            self.sampler = OrderedSampler(rows, self.curriculum.stages, seed=seed)
         elif d.vas.enabled:
             self.sampler = VarianceAwareSampler(rows, cfg.train.groups_per_step, d.vas.mix_ratio, d.vas.momentum,
                                                 seed)

@@ -69,8 +69,15 @@ def test_state_restores_exactly_after_a_switch():
 
 
 def test_released_order_and_plain_sampler_states():
-    s = TaskSchedule(cfg("data.curriculum.enabled=true", "data.curriculum.mode=released_order"), ROWS)
-    assert [r["type"] for r in s.sampler.next(18)] == ["torf1"] * 6 + ["torf2"] * 6 + ["counting2"] * 6
+    def served(seed):
+        s = TaskSchedule(cfg("data.curriculum.enabled=true", "data.curriculum.mode=released_order",
+                             f"train.seed={seed}"), ROWS)
+        return [r["id"] for r in s.sampler.next(18)]
+
+    order = served(0)                                   # stage yes-no (12 rows), then counting (6), each shuffled
+    assert sorted(order[:12]) == sorted(r["id"] for r in ROWS[:12]) != order[:12]
+    assert sorted(order[12:]) == sorted(r["id"] for r in ROWS[12:]) != order[12:]
+    assert served(0) == order and served(1) != order    # the run's seed draws the permutation
     with pytest.raises(ValueError, match="cannot use VAS"):
         TaskSchedule(cfg("data.curriculum.enabled=true", "data.curriculum.mode=released_order",
                          "data.vas.enabled=true"), ROWS)
