@@ -16,7 +16,7 @@ import re
 
 from rewards.answer import (
     ANSWER_OPEN, answer_char_span, boxed_content, clean_answer, extract_final_answer, extract_stops,
-    split_reasoning,
+    has_answer_marker, split_reasoning,
 )
 from rewards.canonical import canonical_answer
 from rewards.consistency import consistency
@@ -228,7 +228,8 @@ def score(response: str, row: dict, detail_penalty: str = "paper", format_weight
     unwrap_text: read \\text{X} as X (False: released, which reads "{x}").
     Also returned: accuracy_reward = W·10·acc; consistent (`rewards.consistency`, reasoning vs answer);
     answer_class = canonical_answer(answer) for an in-domain answer, else "" (no answer); computed here
-    because SymPy may only run in the reward sandbox.
+    because SymPy may only run in the reward sandbox. answer_raw = the extracted answer string itself (no
+    canonical form, any domain), None when nothing was extracted: COPO's released exact-string classes.
     A broken response scores 0s; a malformed row raises RowError.
     """
     if detail_penalty not in PENALTY_MODES:
@@ -248,7 +249,18 @@ def score(response: str, row: dict, detail_penalty: str = "paper", format_weight
     return {"format": fmt, "accuracy": acc, "detail": detail, "weight": weight, "total": total,
             "answer": answer, "accuracy_reward": weight * CORRECT * acc,
             "consistent": consistency(_reasoning(text, qtype, answer_format), answer, qtype),
-            "answer_class": _answer_class(qtype, answer)}
+            "answer_class": _answer_class(qtype, answer), "answer_raw": _answer_raw(qtype, text, answer, answer_format)}
+
+
+def _answer_raw(qtype: str, text: str, answer: str, answer_format: str) -> str | None:
+    """The extracted answer as the scorer read it (cleaned like `answer`, not canonicalised), or None when no
+    answer was extracted: no route section parses (planning), no <answer> tag (tags), no box and no answer
+    phrase (boxed: the whole response would be "read"), or the extraction is empty."""
+    if not answer:
+        return None
+    if qtype != "planning" and answer_format == "boxed" and not has_answer_marker(text):
+        return None
+    return answer
 
 
 def _answer_class(qtype: str, answer: str) -> str:

@@ -259,7 +259,7 @@ def test_choice_weights_and_format_weight():
     assert score(r"\boxed{yes}", choice_row("torf1", 1), format_weight=0.0)["total"] == 10.0        # 1*(0+10)
     assert score("", choice_row("torf1", 1, "hard")) == {
         "format": 0.0, "accuracy": 0.0, "detail": 0.0, "weight": 1.5, "total": 0.0, "answer": "",
-        "accuracy_reward": 0.0, "consistent": 0.0, "answer_class": ""}
+        "accuracy_reward": 0.0, "consistent": 0.0, "answer_class": "", "answer_raw": None}
 
 
 def test_text_wrapper_released_quirk():
