@@ -67,9 +67,10 @@ class SampleScorer:
 
 
 def score_group(group: TrajectoryGroup, scorer: SampleScorer) -> Counter:
-    """Fills group.rewards / answers / reward_failures in place; returns failure reasons counted."""
+    """Fills group.rewards / answers / answer_classes / answer_raw / reward_failures in place; returns failure
+    reasons counted. A failed sample has answer "" and class "" but answer_raw None (no answer extracted)."""
     comps = {k: np.zeros(group.size, dtype=np.float64) for k in SCORE_KEYS}
-    answers, classes, failures = [], [], []
+    answers, classes, raw, failures = [], [], [], []
     reasons: Counter = Counter()
     for i, sample in enumerate(group.samples):
         result, reason = scorer(sample.text, group.row)
@@ -78,15 +79,19 @@ def score_group(group: TrajectoryGroup, scorer: SampleScorer) -> Counter:
             reasons[reason.split(":")[0]] += 1
             answers.append("")
             classes.append("")
+            raw.append(None)
             continue
         for k in SCORE_KEYS:   # scorers other than map_vqa may omit the CARE/COPO extras
             comps[k][i] = float(result[k] if k not in OPTIONAL_KEYS else result.get(k, 0.0))
         answers.append(str(result.get("answer", "")))
         classes.append(str(result.get("answer_class", answers[-1])))
+        extracted = result.get("answer_raw", answers[-1] or None)   # computed in the child, like the class
+        raw.append(None if extracted is None else str(extracted))
         failures.append(None)
     group.rewards.update(comps)
     group.answers = answers
     group.answer_classes = classes
+    group.answer_raw = raw
     group.reward_failures = failures
     return reasons
 

@@ -2,8 +2,10 @@
 
 It owns the sampler the feeder reads (uniform `PromptSampler`, `VarianceAwareSampler`, or the released
 single-pass `OrderedSampler`) and the `Curriculum`. The controller calls `observe` after each learner step
-(a stage switch restricts the sampler to the new stage's types) and `refresh_vps` every `update_every` steps:
-a scoring pass of N samples per prompt of the current stage through the same rollout and reward actors.
+(a stage switch restricts the sampler to the new stage's types) and then `refresh_vps` when `vps_due`: a
+scoring pass of N samples per prompt of the current stage through the same rollout and reward actors. Passes
+run at version 0 and every `update_every` versions after the last stage switch: a switch schedules a pass
+over the new stage's prompts right away (they have never been scored) and restarts the period there.
 """
 from __future__ import annotations
 
@@ -37,12 +39,13 @@ class TaskSchedule:
         if self.curriculum is not None and self.curriculum.mode == "released_order":
             if d.vas.enabled:
                 raise ValueError("data.curriculum.mode=released_order is a fixed data order: it cannot use VAS")
-            self.sampler = OrderedSampler(rows, self.curriculum.stages)
+            self.sampler = OrderedSampler(rows, self.curriculum.stages, seed=seed)
         elif d.vas.enabled:
             self.sampler = VarianceAwareSampler(rows, cfg.train.groups_per_step, d.vas.mix_ratio, d.vas.momentum,
                                                 seed)
         else:
             self.sampler = PromptSampler(rows, seed)
+        self.vps_anchor = 0             # the version VPS passes count from: 0, then the version after each switch
         self._apply_stage()
 
     def _apply_stage(self) -> None:
@@ -61,11 +64,14 @@ class TaskSchedule:
         event = self.curriculum.observe(step, [g["type"] for g in consumed], [g["accuracy"] for g in consumed])
         if event is not None:
             self._apply_stage()
+            self.vps_anchor = step + 1      # the new stage is scored before the next optimizer step
         return event
 
     def vps_due(self, step: int) -> bool:
-        """A scoring pass before optimizer step `step` (0 = the initial estimate, then every update_every)."""
-        return self.vas_cfg.enabled and step % self.vas_cfg.update_every == 0
+        """A scoring pass before optimizer step `step`: 0 (the initial estimate), the step right after a stage
+        switch, and every update_every steps after the latest of those."""
+        since = step - self.vps_anchor
+        return self.vas_cfg.enabled and since >= 0 and since % self.vas_cfg.update_every == 0
 
     def refresh_vps(self, score_fn, seed: int) -> dict:
         """Score N samples per prompt of the current stage with `score_fn(rows, n, seeds) -> per-sample dicts`
@@ -96,7 +102,8 @@ class TaskSchedule:
     # ---- checkpoint (the controller saves this as "sampler") -----------------------------------------
     def state_dict(self) -> dict:
         return {"sampler": self.sampler.state_dict(),
-                "curriculum": self.curriculum.state_dict() if self.curriculum is not None else None}
+                "curriculum": self.curriculum.state_dict() if self.curriculum is not None else None,
+                "vps_anchor": self.vps_anchor}
 
     def load_state_dict(self, state: dict) -> None:
         if "sampler" not in state:          # a checkpoint from before curricula: the PromptSampler state itself
@@ -106,3 +113,5 @@ class TaskSchedule:
                 raise ValueError("the checkpoint has no curriculum state but data.curriculum is enabled")
             self.curriculum.load_state_dict(state["curriculum"])
         self.sampler.load_state_dict(state["sampler"])
+        # checkpoints from before switch-triggered passes counted every period from version 0
+        self.vps_anchor = int(state.get("vps_anchor", 0))

@@ -6,9 +6,10 @@ Two modes:
     after_steps   -- after N optimizer steps in the stage;
     when_accuracy -- when the last W groups of the *current* stage's types have mean accuracy >= x.
   The last stage is final: the curriculum stays there.
-- "released_order" (the released code, §1 ambiguity 5): no switch inside the trainer. The data is one unshuffled
-  pass in stage order (`released_order`, served by `OrderedSampler`); `observe` never switches and only tracks the
-  stage of the latest consumed group, so the stage can still be logged.
+- "released_order" (the released code, §1 ambiguity 5): no switch inside the trainer. The data is one pass in
+  stage order, each stage's block shuffled with the run's seed as the released `rl_dataset.py` does
+  (`released_order`, served by `OrderedSampler`); `observe` never switches and only tracks the stage of the
+  latest consumed group, so the stage can still be logged.
 """
 from __future__ import annotations
 
@@ -176,13 +177,17 @@ def released_order(rows: list[dict], stages=DEFAULT_STAGES, seed: int | None = N
 
 
 class OrderedSampler:
-    """The released single-pass order as a PromptSampler: walks released_order(rows, stages) once, then repeats
-    the same order (the released run is one episode; the repeat only keeps a longer run fed). set_types is a
-    no-op: in this mode the order is the curriculum, and nothing restricts it."""
+    """The released single-pass order as a PromptSampler: walks released_order(rows, stages, seed) once (stages in
+    order, each stage's rows a permutation drawn from `seed`), then repeats the same order (the released run is
+    one episode; the repeat only keeps a longer run fed). set_types is a no-op: in this mode the order is the
+    curriculum, and nothing restricts it. The seed is required: the released code always shuffles."""
 
-    def __init__(self, rows: list[dict], stages=DEFAULT_STAGES, seed: int | None = None):
+    def __init__(self, rows: list[dict], stages=DEFAULT_STAGES, *, seed: int):
         if not rows:
             raise ValueError("no task rows to sample from")
+        if not isinstance(seed, int):
+            raise ValueError(f"OrderedSampler needs an integer seed, got {seed!r}")
+        self.seed = seed
         self.rows = released_order(rows, stages, seed)
         self.passes = 0
         self.position = 0
@@ -204,8 +209,15 @@ class OrderedSampler:
 
     def state_dict(self) -> dict:
         with self._lock:
-            return {"passes": self.passes, "position": self.position}
+            return {"passes": self.passes, "position": self.position, "seed": self.seed, "rows": len(self.rows)}
 
     def load_state_dict(self, state: dict) -> None:
+        # the position indexes one seeded order of one row set: another seed or row count would resume elsewhere
+        if "seed" not in state:
+            raise ValueError("the checkpoint's released-order state has no seed: it was written when this mode served "
+                             "rows unshuffled, so its position does not index the seeded order")
+        if int(state["seed"]) != self.seed or int(state["rows"]) != len(self.rows):
+            raise ValueError(f"checkpoint released order (seed {state['seed']}, {state['rows']} rows) != configured "
+                             f"(seed {self.seed}, {len(self.rows)} rows)")
         with self._lock:
             self.passes, self.position = int(state["passes"]), int(state["position"])

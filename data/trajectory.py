@@ -37,6 +37,8 @@ class TrajectoryGroup:
     rewards: dict[str, np.ndarray] = field(default_factory=dict)  # component -> [G]
     answers: list[str] = field(default_factory=list)
     answer_classes: list[str] = field(default_factory=list)          # canonical answers (COPO entropy)
+    # extracted answer strings, None where none was extracted (COPO's released exact-string classes)
+    answer_raw: list[str | None] = field(default_factory=list)
     answer_likelihood: np.ndarray | None = None                      # [G] EMA reference p_i (GRPO-CARE)
     reward_failures: list[str | None] = field(default_factory=list)  # reason per sample, None when scored
     step_scores: list[list[float]] | None = None   # [G][steps] GroundedPRM step scores, when a PRM scored it
@@ -55,7 +57,8 @@ class TrajectoryGroup:
         return sum(len(s.token_ids) for s in self.samples)
 
     def to_arrow(self) -> pa.RecordBatch:
-        """One row per sample: ids, text, logprobs, reward components, answer, failure reason."""
+        """One row per sample: ids, text, logprobs, reward components, answer (also its class and raw string,
+        null where none was extracted), failure reason."""
         g = self.size
         cols: dict[str, list] = {
             "group_id": [self.group_id] * g,
@@ -69,6 +72,7 @@ class TrajectoryGroup:
             "finish_reason": [s.finish_reason for s in self.samples],
             "answer": list(self.answers) if self.answers else [""] * g,
             "answer_class": list(self.answer_classes) if self.answer_classes else [""] * g,
+            "answer_raw": pa.array(list(self.answer_raw) if self.answer_raw else [None] * g, type=pa.string()),
             "answer_likelihood": ([float(p) for p in self.answer_likelihood] if self.answer_likelihood is not None
                                   else [float("nan")] * g),
             "reward_failure": [r or "" for r in self.reward_failures] or [""] * g,

@@ -70,6 +70,15 @@ def clean_answer(text: str, unwrap_text: bool = True) -> str:
     return ans.rstrip(".").lstrip(":").strip()
 
 
+def has_answer_marker(response: str) -> bool:
+    """Whether `extract_final_answer` has a marker to read the answer from: a "boxed{" or an answer phrase.
+    Without one it cleans the whole response, which is no extracted answer (COPO's released classes give every
+    such sample its own class)."""
+    if not isinstance(response, str):
+        return False
+    return _BOX in response or any(v in response for p in ANSWER_PHRASES for v in (p, p.capitalize()))
+
+
 def extract_final_answer(response: str, unwrap_text: bool = True) -> str:
     """The final answer of a TorF/Counting response ("" when there is none).
 

@@ -16,7 +16,7 @@ import re
 
 from rewards.answer import (
     ANSWER_OPEN, answer_char_span, boxed_content, clean_answer, extract_final_answer, extract_stops,
-    split_reasoning,
+    has_answer_marker, split_reasoning,
 )
 from rewards.canonical import canonical_answer
 from rewards.consistency import consistency
@@ -32,7 +32,7 @@ CITY_WEIGHTS = {"easy": 1.0, "middle": 1.2, "hard": 1.5}
 TRANSFER_WEIGHT = 0.5         # added to W for planning questions with T > 0
 DETAIL_CAP = 10.0             # D = min(D, 10); no lower clamp
 ENDPOINT_BONUS = 2.0          # first departure and last arrival both right
-LINE_BONUS_DIRECT = 4.0       # T = 0: section rides the direct line
+LINE_BONUS_DIRECT = 4.0       # T = 0: section rides a line holding both endpoints
 LINE_BONUS_TRANSFER = 3.0     # T > 0: section names a real line
 TRANSFER_BONUS = 1.0          # arrival == next departure, within T transfers
 EXTRA_SECTION_PENALTY = 5.0   # "too many segments"
@@ -141,8 +141,9 @@ def planning_detail(sections, lines, station_1, station_2, transfer_count, penal
     transfer with i+1 <= T; D = min(D, 10).
 
     limit = T+1 for penalty="paper", T for "released" (its off-by-one).
-    The +4 goes to the first table line holding both endpoints ("paper"),
-    or to any such line ("released", whose loop only breaks on a match).
+    The +4 goes to any table line holding both endpoints, in both modes: the
+    released loop's break ends it only on a match, so a section riding a
+    second direct line is credited too.
     """
     if penalty not in PENALTY_MODES:
         raise ValueError(f"detail_penalty must be one of {PENALTY_MODES}, got {penalty!r}")
@@ -151,7 +152,6 @@ def planning_detail(sections, lines, station_1, station_2, transfer_count, penal
         return 0.0
     table = _clean_table(lines)
     direct = _lines_with(table, clean_station(station_1), clean_station(station_2))
-    direct = direct[:1] if penalty == "paper" else direct
     limit = transfers + 1 if penalty == "paper" else transfers
     detail = ENDPOINT_BONUS
     for i, sec in enumerate(sections):
@@ -228,7 +228,8 @@ def score(response: str, row: dict, detail_penalty: str = "paper", format_weight
     unwrap_text: read \\text{X} as X (False: released, which reads "{x}").
     Also returned: accuracy_reward = W·10·acc; consistent (`rewards.consistency`, reasoning vs answer);
     answer_class = canonical_answer(answer) for an in-domain answer, else "" (no answer); computed here
-    because SymPy may only run in the reward sandbox.
+    because SymPy may only run in the reward sandbox. answer_raw = the extracted answer string itself (no
+    canonical form, any domain), None when nothing was extracted: COPO's released exact-string classes.
     A broken response scores 0s; a malformed row raises RowError.
     """
     if detail_penalty not in PENALTY_MODES:
@@ -248,7 +249,18 @@ def score(response: str, row: dict, detail_penalty: str = "paper", format_weight
     return {"format": fmt, "accuracy": acc, "detail": detail, "weight": weight, "total": total,
             "answer": answer, "accuracy_reward": weight * CORRECT * acc,
             "consistent": consistency(_reasoning(text, qtype, answer_format), answer, qtype),
-            "answer_class": _answer_class(qtype, answer)}
+            "answer_class": _answer_class(qtype, answer), "answer_raw": _answer_raw(qtype, text, answer, answer_format)}
+
+
+def _answer_raw(qtype: str, text: str, answer: str, answer_format: str) -> str | None:
+    """The extracted answer as the scorer read it (cleaned like `answer`, not canonicalised), or None when no
+    answer was extracted: no route section parses (planning), no <answer> tag (tags), no box and no answer
+    phrase (boxed: the whole response would be "read"), or the extraction is empty."""
+    if not answer:
+        return None
+    if qtype != "planning" and answer_format == "boxed" and not has_answer_marker(text):
+        return None
+    return answer
 
 
 def _answer_class(qtype: str, answer: str) -> str:

@@ -126,7 +126,8 @@ def score(response: str, row: dict, format_weight: float = 1.0, answer_format: s
     format: boxed -> 1 when a balanced \\boxed{...} with a non-empty cleaned content exists; tags -> 1 when
     the whole response is <think>...</think><answer>...</answer> with a non-empty answer. accuracy: the
     extracted answer is equivalent to `math_ground_truth(row)` (both cleaned alike). accuracy_reward =
-    accuracy, detail 0, weight 1. consistent: see `consistent`. answer_class: see `answer_class`.
+    accuracy, detail 0, weight 1. consistent: see `consistent`. answer_class: see `answer_class`. answer_raw:
+    the extracted answer string uncanonicalised (COPO's released exact-string classes), None when there is none.
     Map-only options (detail_penalty, ...) are accepted and ignored. A broken response scores 0s; a row
     without a boxed reference raises RowError.
     """
@@ -141,4 +142,4 @@ def score(response: str, row: dict, format_weight: float = 1.0, answer_format: s
     return {"format": fmt, "accuracy": acc, "detail": 0.0, "weight": 1.0,
             "total": format_weight * fmt + acc, "answer": answer, "accuracy_reward": acc,
             "consistent": consistent(_reasoning(text, answer_format), answer),
-            "answer_class": answer_class(answer)}
+            "answer_class": answer_class(answer), "answer_raw": answer or None}

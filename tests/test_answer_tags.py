@@ -216,6 +216,29 @@ def test_answer_class_equivalence():
     assert score("", choice_row("torf1", 1))["answer_class"] == ""
 
 
+@pytest.mark.parametrize("text, answer_format, answer_class, raw", [
+    (r"\boxed{+3}", "boxed", "3", "+3"),                             # raw keeps the sign SymPy folds away
+    (r"There are \boxed{ 3 }.", "boxed", "3", "3"),                  # cleaned like `answer`: spaces dropped
+    ("The answer is 4.", "boxed", "4", "4"),                          # the answer-phrase fallback extracts too
+    (r"\boxed{0.5}", "boxed", "", "0.5"),                            # out of domain: class "", raw its own string
+    ("Line 3 then Line 4 maybe", "boxed", "", None),                 # no box, no phrase: nothing extracted
+    ("", "boxed", "", None),
+    ("<think>t</think><answer>3</answer>", "tags", "3", "3"),
+    (r"<think>t</think><answer>\boxed{0.5}</answer>", "tags", "", "0.5"),
+    ("<think>3</think>", "tags", "", None),                          # no <answer>: no boxed fallback
+])
+def test_answer_raw_is_the_extracted_string_or_none(text, answer_format, answer_class, raw):
+    out = score(text, choice_row("counting2", 1), answer_format=answer_format)
+    assert (out["answer_class"], out["answer_raw"]) == (answer_class, raw)
+
+
+def test_answer_raw_of_planning_is_the_route_string():
+    row = plan_row("Alpha Station", "Delta Station", 0)
+    out = score(route(("Line 1", "Alpha", "Delta")), row)
+    assert (out["answer_class"], out["answer_raw"]) == ("line 1:alpha>delta", "Line 1:alpha>delta")   # raw keeps case
+    assert score("no route here", row)["answer_raw"] is None
+
+
 def test_canonical_answer_still_importable_from_learner():
     from learner.advantages import canonical_answer as from_learner
     assert from_learner is canonical_answer

@@ -163,15 +163,47 @@ def test_released_order_with_a_seed_shuffles_only_within_stages():
     assert any([r["id"] for r in released_order(ROWS, seed=s)] != [1, 3, 7, 4, 6, 2, 0, 5] for s in range(10))
 
 
-def test_ordered_sampler_walks_the_order_then_repeats_it_and_resumes():
-    sampler = OrderedSampler(ROWS[:4])                        # order: 1, 3, 2, 0
-    assert [r["id"] for r in sampler.next(6)] == [1, 3, 2, 0, 1, 3]
+def test_ordered_sampler_walks_the_seeded_order_then_repeats_it_and_resumes():
+    sampler = OrderedSampler(ROWS[:4], seed=5)                # stages: yes-no {1, 3}, stops-between {2}, planning {0}
+    order = [r["id"] for r in sampler.next(4)]
+    assert sorted(order[:2]) == [1, 3] and order[2:] == [2, 0]
+    assert [r["id"] for r in sampler.next(2)] == order[:2]    # the second pass repeats the same order
     state = roundtrip(sampler.state_dict())
-    assert state == {"passes": 1, "position": 2}
-    fresh = OrderedSampler(ROWS[:4])
+    assert state == {"passes": 1, "position": 2, "seed": 5, "rows": 4}
+    fresh = OrderedSampler(ROWS[:4], seed=5)
     fresh.load_state_dict(state)
     fresh.set_types(["planning"])                             # a no-op: the order is the curriculum
-    assert [r["id"] for r in fresh.next(3)] == [2, 0, 1] == [r["id"] for r in sampler.next(3)]
+    assert [r["id"] for r in fresh.next(3)] == [2, 0, order[0]] == [r["id"] for r in sampler.next(3)]
+
+
+def test_ordered_sampler_refuses_a_state_of_another_order():
+    state = roundtrip(OrderedSampler(ROWS, seed=1).state_dict())
+    with pytest.raises(ValueError, match="seed 1, 8 rows"):
+        OrderedSampler(ROWS, seed=2).load_state_dict(state)
+    with pytest.raises(ValueError, match="has no seed"):
+        OrderedSampler(ROWS, seed=1).load_state_dict({"passes": 0, "position": 3})
+    with pytest.raises(ValueError, match="integer seed"):
+        OrderedSampler(ROWS, seed=None)
+
+
+def test_ordered_sampler_shuffles_each_stage_of_generated_rows_with_the_seed():
+    from data.questions import synthetic_dataset
+    generated = synthetic_dataset(4, types=("torf1", "torf2", "counting2", "planning"), per_type=2,
+                                  render_images=False)        # network by network: n0's rows, then n1's, ...
+    by_stage = [ids for s in DEFAULT_STAGES if (ids := [r["id"] for r in generated if r["type"] in s.types])]
+    assert len(by_stage) == 3 and min(len(b) for b in by_stage) >= 4     # yes-no, counting, planning
+
+    def served(seed):
+        return [r["id"] for r in OrderedSampler(generated, seed=seed).next(len(generated))]
+
+    order = served(11)
+    ends = np.cumsum([len(b) for b in by_stage])
+    blocks = [order[end - len(b):end] for b, end in zip(by_stage, ends)]   # the stages stay in order
+    for block, stage_ids in zip(blocks, by_stage):
+        assert sorted(block) == sorted(stage_ids)             # a permutation of the stage's rows
+        assert block != stage_ids                             # not the generator's order
+    assert served(11) == order                                # same seed, same order
+    assert served(12) != order
 
 
 def test_released_order_mode_never_switches_and_reports_the_latest_consumed_stage():

@@ -12,7 +12,7 @@ REF = "2/3 + 5/6 = 4/6 + 5/6 = 9/6 = 3/2\n\nThe answer is \\boxed{\\frac{3}{2}}.
 ROW = math_row("m-1", "Compute 2/3 + 5/6.", REF, "easy", "math")
 INT_ROW = math_row("m-2", "Solve for x: 3x + 4 = 19.", "3x = 15\n\nx = 5\n\n\\boxed{5}", "easy", "math")
 KEYS = {"format", "accuracy", "accuracy_reward", "detail", "weight", "consistent", "total", "answer",
-        "answer_class"}
+        "answer_class", "answer_raw"}
 
 
 def test_ground_truth_is_last_box():
@@ -109,6 +109,17 @@ def test_hostile_answers_score_zero_quickly(hostile):
     assert time.monotonic() - began < 2.0
     assert out["accuracy"] == 0.0 and tagged["accuracy"] == 0.0
     assert isinstance(out["answer_class"], str) and out["answer_class"] != ""
+
+
+def test_answer_raw_keeps_the_extracted_string():
+    # the class folds equivalent forms together; the raw string (COPO's released classes) does not
+    frac, dec = score("so \\boxed{\\frac{3}{2}}", ROW), score("\\boxed{1.5}", ROW)
+    assert (frac["answer_class"], frac["answer_raw"]) == ("3/2", "\\frac{3}{2}")
+    assert (dec["answer_class"], dec["answer_raw"]) == ("3/2", "1.5")
+    assert score("The answer is 3/2", ROW)["answer_raw"] == "3/2"
+    assert score("<think>t</think><answer>3/2</answer>", ROW, answer_format="tags")["answer_raw"] == "3/2"
+    nothing = score("I do not know", ROW)
+    assert (nothing["answer_class"], nothing["answer_raw"]) == ("", None)
 
 
 def test_answer_class():

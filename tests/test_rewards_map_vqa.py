@@ -44,15 +44,42 @@ def test_correct_t0_both_modes():
 
 
 def test_t0_second_direct_line():
-    # Alpha -> Bravo on Line 4; Line 1 is the first table line holding both.
+    # Alpha -> Bravo: Line 1 and Line 4 both hold both endpoints; the answer rides the second one.
     row = plan_row("Alpha", "Bravo", 0, city="easy")
     response = route(("Line 4", "Alpha", "Bravo"))
     out = score(response, row)
     assert out["accuracy"] == 1.0
-    assert out["detail"] == 2.0                       # 2 + 0 (Line 4 is not the first direct line)
-    assert out["total"] == pytest.approx(12.0)        # 1 + 10 + 0.5*2
-    # released breaks its loop only on a match, so any direct line earns +4
-    assert released(response, row)["detail"] == 1.0   # 2 - 5 + 4
+    assert out["detail"] == 6.0                       # 2 + 4 (any direct line earns +4)
+    assert out["total"] == pytest.approx(14.0)        # 1.0 * (1 + 10 + 0.5*6)
+    rel = released(response, row)
+    assert rel["detail"] == 1.0                       # 2 - 5 (1 > 0) + 4
+    assert rel["total"] == pytest.approx(10.5)        # 1.0 * (0 + 10 + 0.5*1)
+
+
+def test_t0_line_with_one_endpoint_gets_no_direct_bonus():
+    # Alpha -> Juliet: only Line 4 holds both; Line 1 holds Alpha but not Juliet.
+    row = plan_row("Alpha", "Juliet", 0, city="easy")
+    response = route(("Line 1", "Alpha", "Juliet"))
+    out = score(response, row)
+    assert out["accuracy"] == 0.0                     # Juliet is not on Line 1
+    assert out["detail"] == 2.0                       # 2 + 0 (Line 1 is a table line, not a direct one)
+    assert out["total"] == pytest.approx(2.0)         # 1.0 * (1 + 0 + 0.5*2)
+    rel = released(response, row)
+    assert rel["detail"] == -3.0                      # 2 - 5 + 0
+    assert rel["total"] == pytest.approx(-1.5)        # 1.0 * (0 + 0 + 0.5*-3)
+    assert score(route(("Line 4", "Alpha", "Juliet")), row)["detail"] == 6.0   # 2 + 4
+
+
+@pytest.mark.parametrize("penalty, per_line", [
+    ("paper", {"Red": 6.0, "Blue": 6.0, "Green": 2.0}),      # 2 + 4 | 2 + 4 | 2 + 0
+    ("released", {"Red": 1.0, "Blue": 1.0, "Green": -3.0}),  # 2 - 5 + 4 | 2 - 5 + 4 | 2 - 5 + 0
+])
+def test_planning_detail_any_direct_line(penalty, per_line):
+    # Own network: Red and Blue both hold P and R (Blue is listed second); Green holds only P.
+    lines = load_line_table({"Red": ["P", "Q", "R"], "Blue": ["S", "P", "R"], "Green": ["P", "T"]})
+    for line, expected in per_line.items():
+        sections = [Section(line, "P", "R")]
+        assert planning_detail(sections, lines, "P", "R", 0, penalty=penalty) == expected, line
 
 
 def test_correct_t1_both_modes():
@@ -232,7 +259,7 @@ def test_choice_weights_and_format_weight():
     assert score(r"\boxed{yes}", choice_row("torf1", 1), format_weight=0.0)["total"] == 10.0        # 1*(0+10)
     assert score("", choice_row("torf1", 1, "hard")) == {
         "format": 0.0, "accuracy": 0.0, "detail": 0.0, "weight": 1.5, "total": 0.0, "answer": "",
-        "accuracy_reward": 0.0, "consistent": 0.0, "answer_class": ""}
+        "accuracy_reward": 0.0, "consistent": 0.0, "answer_class": "", "answer_raw": None}
 
 
 def test_text_wrapper_released_quirk():

@@ -69,8 +69,15 @@ def test_state_restores_exactly_after_a_switch():
 
 
 def test_released_order_and_plain_sampler_states():
-    s = TaskSchedule(cfg("data.curriculum.enabled=true", "data.curriculum.mode=released_order"), ROWS)
-    assert [r["type"] for r in s.sampler.next(18)] == ["torf1"] * 6 + ["torf2"] * 6 + ["counting2"] * 6
+    def served(seed):
+        s = TaskSchedule(cfg("data.curriculum.enabled=true", "data.curriculum.mode=released_order",
+                             f"train.seed={seed}"), ROWS)
+        return [r["id"] for r in s.sampler.next(18)]
+
+    order = served(0)                                   # stage yes-no (12 rows), then counting (6), each shuffled
+    assert sorted(order[:12]) == sorted(r["id"] for r in ROWS[:12]) != order[:12]
+    assert sorted(order[12:]) == sorted(r["id"] for r in ROWS[12:]) != order[12:]
+    assert served(0) == order and served(1) != order    # the run's seed draws the permutation
     with pytest.raises(ValueError, match="cannot use VAS"):
         TaskSchedule(cfg("data.curriculum.enabled=true", "data.curriculum.mode=released_order",
                          "data.vas.enabled=true"), ROWS)
@@ -78,3 +85,55 @@ def test_released_order_and_plain_sampler_states():
     old_style = plain.sampler.state_dict()              # a checkpoint written before schedules existed
     plain.load_state_dict(old_style)
     assert plain.metrics() == {}
+
+
+def drive(s, versions, passes):
+    """The controller's order between steps (BetweenSteps.run): observe version - 1's groups, then a scoring
+    pass if due. Appends (version, types scored) per pass to `passes`."""
+    def scored(rows, n, seeds):
+        passes.append((version, sorted({r["type"] for r in rows})))
+        return fake_score(rows, n, seeds)
+
+    for version in versions:
+        if version > 0:
+            s.observe(version - 1, [{"type": s.curriculum.current.types[0], "accuracy": 0.5}])
+        if s.vps_due(version):
+            s.refresh_vps(scored, seed=version)
+
+
+def test_a_stage_switch_triggers_a_scoring_pass_over_the_new_stage():
+    # after_steps 3: the switch is observed after step 2, so version 3 scores the counting stage at once
+    s = TaskSchedule(cfg("data.curriculum.enabled=true", "data.curriculum.after_steps=3", "data.vas.enabled=true",
+                         "data.vas.update_every=1000"), ROWS)
+    passes = []
+    drive(s, range(10), passes)
+    assert passes == [(0, ["torf1", "torf2"]), (3, ["counting2"])]
+    assert s.vps_due(1003) and not s.vps_due(1000)     # the period counts from the switch
+
+
+def test_the_period_restarts_at_the_switch_and_survives_a_resume():
+    opts = ("data.curriculum.enabled=true", "data.curriculum.after_steps=4", "data.vas.enabled=true",
+            "data.vas.update_every=3")
+    a = TaskSchedule(cfg(*opts), ROWS)
+    passes = []
+    drive(a, range(6), passes)                         # switch observed after step 3 -> pass at 4 (not 6)
+    assert [v for v, _ in passes] == [0, 3, 4]
+    saved = json.loads(json.dumps(a.state_dict()))     # controller_state.json's "sampler"
+    assert saved["vps_anchor"] == 4
+    b = TaskSchedule(cfg(*opts), ROWS)
+    b.load_state_dict(saved)
+    resumed = []
+    drive(b, range(6, 14), resumed)
+    drive(a, range(6, 14), passes)
+    assert [v for v, _ in resumed] == [7, 10, 13] == [v for v, _ in passes[3:]]
+    assert all(types == ["counting2"] for _, types in resumed)
+
+
+def test_without_a_switch_passes_stay_periodic_from_zero():
+    s = TaskSchedule(cfg("data.vas.enabled=true", "data.vas.update_every=3"), ROWS)   # no curriculum
+    assert [v for v in range(10) if s.vps_due(v)] == [0, 3, 6, 9]
+    old = s.state_dict()
+    del old["vps_anchor"]                              # a checkpoint from before switch-triggered passes
+    s.load_state_dict(old)
+    assert s.vps_anchor == 0
+    assert not TaskSchedule(cfg(), ROWS).vps_due(0)    # VAS off: never
