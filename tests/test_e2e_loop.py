@@ -34,6 +34,7 @@ def test_rollout_weights_follow_the_learner(local_ray, tmp_path):
     """After an optimizer step and a publish, the rollout engine serves exactly the learner's weights: through the
     object store, then through the bucketed collective broadcast (gloo here, NCCL on GPUs) from a ZeRO-3 group."""
     from actors.learner_worker import LearnerGroup
+    from cluster.controller import learner_spec
     from actors.weight_sync import CollectiveTransport, ObjectStoreTransport
     from transformers import AutoModelForCausalLM
 
@@ -42,9 +43,7 @@ def test_rollout_weights_follow_the_learner(local_ray, tmp_path):
     assert engine == "vllm"
     actors = spawn_actors(cfg, model_path, vision, engine, prefix="sync/")
     try:
-        learner = LearnerGroup(actors.learner_workers, dict(
-            model_path=model_path, vision=False, algo=cfg.algorithm.model_dump(), learner=cfg.learner.model_dump(),
-            temperature=1.0, max_new_tokens=cfg.rollout.max_new_tokens, seqs_per_step=8), backend="gloo")
+        learner = LearnerGroup(actors.learner_workers, learner_spec(cfg, model_path, vision), backend="gloo")
         rows = load_task_rows(cfg, vision)[:2]
         rollout = actors.rollout[0]
         groups = ray.get(list(rollout.generate.options(num_returns=2).remote(rows)))
