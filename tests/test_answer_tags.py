@@ -13,7 +13,6 @@ from data.prompts import FORMAT_INSTRUCTIONS, TAG_INSTRUCTIONS, build_messages, 
 from data.questions import synthetic_dataset
 from data.schema import QUESTION_TYPES
 from rewards.answer import answer_char_span, split_reasoning
-from rewards.canonical import canonical_answer
 from rewards.consistency import consistency, implied_answer
 from rewards.map_vqa import score
 
@@ -237,11 +236,6 @@ def test_answer_raw_of_planning_is_the_route_string():
     out = score(route(("Line 1", "Alpha", "Delta")), row)
     assert (out["answer_class"], out["answer_raw"]) == ("line 1:alpha>delta", "Line 1:alpha>delta")   # raw keeps case
     assert score("no route here", row)["answer_raw"] is None
-
-
-def test_canonical_answer_still_importable_from_learner():
-    from learner.advantages import canonical_answer as from_learner
-    assert from_learner is canonical_answer
 
 
 # ------------------------------------------------------------ prompts

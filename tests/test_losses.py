@@ -1,10 +1,14 @@
-"""Policy losses (learner.losses): every expected value is worked out by hand in a comment."""
+"""Policy-loss pieces (learner.losses) and GRPO's token loss (learner.algorithms, PPO clipped surrogate) with the
+engine's aggregation and KL term: every expected value is worked out by hand in a comment."""
 import math
 
 import pytest
 import torch
 
-from learner.losses import AGG_MODES, aggregate, clipped_surrogate, low_var_kl, policy_loss
+from cluster.config import load_config
+from learner.algorithms.pipeline import AlgorithmPipeline
+from learner.losses import (AGG_MODES, aggregate, aggregate_normaliser, aggregate_sum, clipped_surrogate, low_var_kl,
+                            masked_mean)
 
 LN = math.log
 
@@ -127,6 +131,31 @@ def test_aggregate_errors():
         aggregate(t(PER_TOKEN), t(MASK), "seq-mean-token-sum-norm")
 
 
+def test_aggregate_sum_and_normaliser_split_over_micro_batches():
+    # the engine divides each micro-batch's aggregate_sum by the normaliser of the whole mini-batch:
+    # token-mean: sums 6 (row 0) and 4 (row 1), normaliser 4 tokens -> (6 + 4) / 4 = 2.5
+    # seq-mean-token-mean: row means 2 and 4, normaliser 2 sequences -> (2 + 4) / 2 = 3
+    # seq-mean-token-sum-norm, max_len 4: 6/4 and 4/4 over 2 sequences -> (1.5 + 1) / 2 = 1.25
+    x, m = t(PER_TOKEN), t(MASK)
+    assert aggregate_normaliser(m, "token-mean") == 4.0
+    assert aggregate_normaliser(m, "seq-mean-token-mean") == 2.0 == aggregate_normaliser(m, "seq-mean-token-sum-norm")
+    sums = {"token-mean": (6.0, 4.0), "seq-mean-token-mean": (2.0, 4.0), "seq-mean-token-sum-norm": (1.5, 1.0)}
+    for mode, (s0, s1) in sums.items():
+        assert aggregate_sum(x[:1], m[:1], mode, max_len=4).item() == pytest.approx(s0)
+        assert aggregate_sum(x[1:], m[1:], mode, max_len=4).item() == pytest.approx(s1)
+        split = aggregate_sum(x[:1], m[:1], mode, 4) + aggregate_sum(x[1:], m[1:], mode, 4)
+        split = split / aggregate_normaliser(m, mode)
+        assert split.item() == pytest.approx(aggregate(x, m, mode, max_len=4).item())
+    with pytest.raises(ValueError, match="token-mean"):
+        aggregate_sum(x, m, "seq-sum")
+
+
+def test_masked_mean():
+    # valid 1, 2, 3, 4 -> 2.5; nothing valid -> 0
+    assert masked_mean(t(PER_TOKEN), t(MASK)).item() == pytest.approx(2.5)
+    assert masked_mean(t(PER_TOKEN), torch.zeros(2, 3)).item() == 0.0
+
+
 # ---- low_var_kl ---------------------------------------------------------------------------------------------
 def test_low_var_kl_values():
     logp = t([[0.0, 0.0, -1.0]])
@@ -143,7 +172,18 @@ def test_low_var_kl_is_clamped():
     torch.testing.assert_close(out, t([[10.0, 10.0]]))
 
 
-# ---- policy_loss --------------------------------------------------------------------------------------------
+# ---- GRPO's token loss + aggregate (what the engine's _micro_loss computes) ------------------------------------
+def grpo_pipeline(*overrides):
+    return AlgorithmPipeline(load_config(None, list(overrides)).algorithm)
+
+
+def grpo_loss(logp, old, adv, mask, mode, max_len=None, clip_low=0.2, clip_high=0.2):
+    pipe = grpo_pipeline(f"algorithm.loss_agg={mode}", f"algorithm.clip_low={clip_low}",
+                         f"algorithm.clip_high={clip_high}")
+    per_token, stats = pipe.token_loss(logp, old, adv, mask, {})
+    return aggregate(per_token, mask, pipe.cfg.loss_agg, max_len), stats
+
+
 LOGP = [[-1.0, -2.0, -3.0], [-0.5, -1.5, -2.5]]
 ADV = [2.0, -1.0]
 # on-policy, rho = 1: l = -A per token, dl/dlogp = -A; the loss gradient is -A_b * w_bt with weight w:
@@ -161,47 +201,55 @@ LOSSES = {"token-mean": -1.25, "seq-mean-token-mean": -0.5, "seq-mean-token-sum-
 
 
 @pytest.mark.parametrize("mode", AGG_MODES)
-def test_policy_loss_on_policy_gradient_is_minus_advantage_times_weight(mode):
+def test_grpo_token_loss_on_policy_gradient_is_minus_advantage_times_weight(mode):
     logp = t(LOGP, requires_grad=True)
-    loss, stats = policy_loss(logp, t(LOGP), t(ADV), t(MASK), 0.2, 0.2, mode, max_len=4)
+    loss, stats = grpo_loss(logp, t(LOGP), t(ADV), t(MASK), mode, max_len=4)
     loss.backward()
     assert loss.item() == pytest.approx(LOSSES[mode])
     torch.testing.assert_close(logp.grad, t(GRADS[mode]))
-    assert stats == {"clip_fraction": 0.0, "approx_kl": 0.0, "ratio_mean": 1.0}
+    assert stats == {"loss/clip_fraction": 0.0}
     assert all(type(v) is float for v in stats.values())
 
 
-def test_policy_loss_off_policy_stats():
+def test_grpo_token_loss_off_policy_clip_fraction():
     # one token off-policy: rho = 1.5 at (0, 0) with A = 1 -> clipped; others rho = 1
     # clip_fraction = 1 clipped / 4 valid = 0.25 (the padded tokens at (1,1), (1,2) have rho = 3 but are masked)
-    # approx_kl = mean 0.5 (ln 1.5)^2 = 0.5 * 0.164402 / 4 = 0.020550
-    # ratio_mean = (1.5 + 1 + 1 + 1) / 4 = 1.125
+    # token-mean loss: (-1.2 - 1 - 1 - 1) / 4 = -1.05
     old = t([[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
     logp = t([[LN(1.5), 0.0, 0.0], [0.0, LN(3.0), LN(3.0)]])
-    _, stats = policy_loss(logp, old, t([1.0, 1.0]), t(MASK), 0.2, 0.2, "token-mean")
-    assert stats["clip_fraction"] == pytest.approx(0.25)
-    assert stats["approx_kl"] == pytest.approx(0.020550, abs=1e-6)
-    assert stats["ratio_mean"] == pytest.approx(1.125)
-    assert "kl" not in stats
+    loss, stats = grpo_loss(logp, old, t([1.0, 1.0]), t(MASK), "token-mean")
+    assert stats["loss/clip_fraction"] == pytest.approx(0.25)
+    assert loss.item() == pytest.approx(-1.05)
+    # clip_high 0.6 (band [0.8, 1.6]): rho 1.5 is inside -> nothing clipped, loss (-1.5 - 3) / 4 = -1.125
+    loss, stats = grpo_loss(logp, old, t([1.0, 1.0]), t(MASK), "token-mean", clip_high=0.6)
+    assert stats["loss/clip_fraction"] == 0.0 and loss.item() == pytest.approx(-1.125)
 
 
-def test_policy_loss_with_kl():
+def test_grpo_loss_with_kl():
     # A = 0 so the surrogate is 0; tokens d = ref - logp = [ln 2, -1] -> kl = [0.306853, 0.367879]
     # token-mean kl = 0.674732 / 2 = 0.337366; loss = 0 + 0.1 * 0.337366 = 0.0337366
     logp = t([[0.0, 0.0]])
     ref = t([[LN(2.0), -1.0]])
-    loss, stats = policy_loss(logp, logp.clone(), t([0.0]), t([[1, 1]]), 0.2, 0.2, "token-mean",
-                              ref_logprobs=ref, kl_coef=0.1)
+    mask = t([[1, 1]])
+    cfg = load_config(None, ["algorithm.kl_coef=0.1"]).algorithm
+    assert cfg.effective_kl_coef == 0.1
+    pipe = AlgorithmPipeline(cfg)
+    per_token, _ = pipe.token_loss(logp, logp.clone(), t([0.0]), mask, {})
+    kl = low_var_kl(logp, ref)
+    loss = aggregate(per_token, mask, cfg.loss_agg) + cfg.effective_kl_coef * aggregate(kl, mask, cfg.loss_agg)
     assert loss.item() == pytest.approx(0.0337366, abs=1e-7)
-    assert stats["kl"] == pytest.approx(0.337366, abs=1e-6)
-    # kl_coef 0 or no reference: no KL term, no kl stat
-    for kw in ({"ref_logprobs": ref, "kl_coef": 0.0}, {"ref_logprobs": None, "kl_coef": 0.1}):
-        loss, stats = policy_loss(logp, logp.clone(), t([0.0]), t([[1, 1]]), 0.2, 0.2, "token-mean", **kw)
-        assert loss.item() == 0.0 and "kl" not in stats
+    assert masked_mean(kl, mask).item() == pytest.approx(0.337366, abs=1e-6)
+    # seq-mean-token-sum-norm, max_len 4: kl sum 0.674732 / 4 over 1 sequence = 0.168683 -> loss 0.0168683
+    assert (0.1 * aggregate(kl, mask, "seq-mean-token-sum-norm", 4)).item() == pytest.approx(0.0168683, abs=1e-7)
+    # kl_coef 0 (the default) or CARE (which replaces the KL penalty) -> no KL term
+    assert load_config(None, []).algorithm.effective_kl_coef == 0.0
+    assert load_config(None, ["algorithm.kl_coef=0.1", "algorithm.advantage=care"]).algorithm.effective_kl_coef == 0.0
 
 
-def test_policy_loss_float32_with_float64_inputs():
-    # logprobs float32 (the model), advantages/old logprobs float64: the loss stays float32
+def test_grpo_token_loss_float32():
+    # the engine's tensors are float32 (the model's log-probs, micro_batch's old log-probs): the loss stays float32
     logp = torch.zeros(1, 2, requires_grad=True)
-    loss, _ = policy_loss(logp, t([[0.0, 0.0]]), t([1.0]), torch.ones(1, 2), 0.2, 0.2, "token-mean")
+    loss, _ = grpo_loss(logp, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2), "token-mean")
     assert loss.dtype == torch.float32 and loss.item() == pytest.approx(-1.0)
+    loss.backward()
+    torch.testing.assert_close(logp.grad, torch.tensor([[-0.5, -0.5]]))   # -A / 2 tokens

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from learner.advantages import process_advantages
+from cluster.config import ConfigError, load_config
+from learner.algorithms.process import ProcessAdvantage, ProcessConfig, process_advantages
 from rewards.prm.score import (
     aggregate_step_scores,
     generated_step_score,
@@ -75,37 +76,86 @@ def test_step_end_tokens_place_each_step_on_the_token_holding_its_last_character
 
 def test_process_advantages_hand_computed():
     # sample A: step scores [1, 0] ending at tokens [1, 3] (4 tokens); sample B: [1] at token 2 (3 tokens).
-    # R = [1, 0, 1]: mean 2/3, std sqrt(2/9) = 0.4714 -> r~ = [0.7071, -1.4142, 0.7071].
-    # A: tokens 0-1 get r~_1 + r~_2 = -0.7071, tokens 2-3 get r~_2 = -1.4142; B: tokens 0-2 get 0.7071.
+    # R = [1, 0, 1]: mean 2/3, deviations [1/3, -2/3, 1/3], sum of squares 6/9 = 2/3
+    # unbiased (ddof 1): var = (2/3) / 2 = 1/3, std = 1/sqrt(3) = 0.57735 -> r~ = [1/sqrt3, -2/sqrt3, 1/sqrt3]
+    #   (the old ddof-0 std sqrt(2/9) = 0.4714 gave r~ = [0.7071, -1.4142, 0.7071])
+    # A: tokens 0-1 get r~_1 + r~_2 = -1/sqrt3, tokens 2-3 get r~_2 = -2/sqrt3; B: tokens 0-2 get 1/sqrt3.
     a, b = process_advantages([[1.0, 0.0], [1.0]], [[1, 3], [2]], [4, 3], eps=0.0)
-    h = 1 / math.sqrt(2)
+    h = 1 / math.sqrt(3)
     np.testing.assert_allclose(a, [-h, -h, -2 * h, -2 * h], rtol=1e-6)
     np.testing.assert_allclose(b, [h, h, h], rtol=1e-6)
+
+
+def test_process_advantages_unbiased_std_clamped_steps_and_stepless_samples():
+    # A: steps [0.2, 1.0] at tokens [1, 3], 4 tokens; B: steps [0.2, 0.2] at tokens [0, 5], 3 tokens (5 is past the
+    # end: placed on the last token, 2); C: no steps, 2 tokens.
+    # R = [0.2, 1.0, 0.2, 0.2]: mean 1.6 / 4 = 0.4, deviations [-0.2, 0.6, -0.2, -0.2], squares 0.04 * 3 + 0.36 = 0.48
+    # ddof 1: var = 0.48 / 3 = 0.16, std = 0.4 -> r~ = [-0.5, 1.5, -0.5, -0.5]
+    #   (ddof 0 would be std sqrt(0.12) = 0.3464 -> r~ = [-0.577, 1.732, ...])
+    # A: tokens 0-1: -0.5 + 1.5 = 1.0; tokens 2-3: 1.5            -> [1, 1, 1.5, 1.5]
+    # B: token 0: -0.5 (step 1) - 0.5 (step 2); tokens 1-2: -0.5  -> [-1, -0.5, -0.5]
+    # C: [0, 0]
+    a, b, c = process_advantages([[0.2, 1.0], [0.2, 0.2], []], [[1, 3], [0, 5], []], [4, 3, 2], eps=0.0)
+    np.testing.assert_allclose(a, [1.0, 1.0, 1.5, 1.5], rtol=1e-12)
+    np.testing.assert_allclose(b, [-1.0, -0.5, -0.5], rtol=1e-12)
+    np.testing.assert_array_equal(c, [0.0, 0.0])
+    # the default eps 1e-6: r~ = dev / 0.400001 -> A's last tokens 0.6 / 0.400001 = 1.4999963
+    a, _, _ = process_advantages([[0.2, 1.0], [0.2, 0.2], []], [[1, 3], [0, 5], []], [4, 3, 2])
+    assert a[-1] == pytest.approx(0.6 / 0.400001, rel=1e-12)
 
 
 def test_process_advantages_zero_when_every_step_scores_the_same():
     out = process_advantages([[1.0, 1.0], [1.0]], [[0, 2], [1]], [3, 2])
     assert all(np.all(x == 0) for x in out)
     assert [len(x) for x in out] == [3, 2]
+    # a single step reward in the whole group has no std (ddof 1 needs two): zeros, not NaN
+    out = process_advantages([[0.7], []], [[0], []], [2, 1])
+    assert [x.tolist() for x in out] == [[0.0, 0.0], [0.0]]
+
+
+def _prm_group():
+    from data.trajectory import Sample, TrajectoryGroup
+    samples = [Sample([5, 6, 7, 8], [-1.0] * 4, "a", "stop", 0), Sample([5, 6, 7], [-1.0] * 3, "b", "stop", 0)]
+    return TrajectoryGroup("g", "p", {"type": "math"}, [1, 2], samples, 0,
+                           rewards={"total": np.array([1.0, 0.0]), "accuracy": np.array([1.0, 0.0])},
+                           step_scores=[[1.0, 0.0], [1.0]], step_tokens=[[1, 3], [2]])
+
+
+def test_process_term_scales_by_coef():
+    # ProcessAdvantage = coef x process_advantages (see the first hand-computed case): 0.5 x [-h, -h, -2h, -2h]
+    h = 1 / math.sqrt(3)
+    (a, b), = ProcessAdvantage(ProcessConfig(coef=0.5, eps=0.0))([_prm_group()])
+    np.testing.assert_allclose(a, [-0.5 * h, -0.5 * h, -h, -h], rtol=1e-12)
+    np.testing.assert_allclose(b, [0.5 * h] * 3, rtol=1e-12)
 
 
 def test_token_advantages_reach_the_loss_as_a_per_token_tensor():
-    from data.trajectory import Sample, TrajectoryGroup
-    from learner.batch import collate, compute_advantages, flatten
-    samples = [Sample([5, 6, 7, 8], [-1.0] * 4, "a", "stop", 0), Sample([5, 6, 7], [-1.0] * 3, "b", "stop", 0)]
-    g = TrajectoryGroup("g", "p", {"type": "math"}, [1, 2], samples, 0,
-                        rewards={"total": np.array([1.0, 0.0]), "accuracy": np.array([1.0, 0.0])},
-                        step_scores=[[1.0, 0.0], [1.0]], step_tokens=[[1, 3], [2]])
-    algo = {"advantage": "dr_grpo", "prm_step_coef": 0.5}
-    adv = compute_advantages([g], algo)
-    batch = collate(flatten([g], adv), pad_id=0)
-    h = 1 / math.sqrt(2)
-    # outcome (Dr. GRPO): [+0.5, -0.5]; plus 0.5 x the process advantages above (eps 1e-6 is negligible)
+    from learner.algorithms.pipeline import AlgorithmPipeline
+    from learner.batch import micro_batch, sample_rows
+    g = _prm_group()
+    cfg = load_config(None, ["algorithm.advantage=dr_grpo", "algorithm.process.coef=0.5", "prm.enabled=true"])
+    pipe = AlgorithmPipeline(cfg.algorithm)
+    adv = pipe.advantages([g])
+    mb = micro_batch(sample_rows([g], adv), "cpu")
+    h = 1 / math.sqrt(3)
+    # outcome (Dr. GRPO): [+0.5, -0.5]; plus 0.5 x the process advantages above (eps 1e-6 is negligible);
+    # row 1's padded position keeps the sequence advantage -0.5 (masked out of the loss)
     expected = torch.tensor([[0.5 - 0.5 * h, 0.5 - 0.5 * h, 0.5 - h, 0.5 - h],
                              [-0.5 + 0.5 * h, -0.5 + 0.5 * h, -0.5 + 0.5 * h, -0.5]])
-    assert batch["advantages"].shape == (2, 4)
-    torch.testing.assert_close(batch["advantages"][0], expected[0], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(batch["advantages"][1, :3], expected[1, :3], rtol=1e-5, atol=1e-5)
+    assert mb.advantages.shape == (2, 4)
+    torch.testing.assert_close(mb.advantages, expected, rtol=1e-5, atol=1e-5)
+    assert mb.mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
     with pytest.raises(ValueError, match="no PRM step scores"):
         g.step_scores = None
-        compute_advantages([g], algo)
+        pipe.advantages([g])
+
+
+def test_process_coef_config_is_checked():
+    with pytest.raises(ConfigError, match="set prm.enabled=true"):
+        load_config(None, ["algorithm.process.coef=0.5"])
+    with pytest.raises(ConfigError, match="COPO's gate reads sequence-level"):
+        load_config(None, ["algorithm.advantage=copo", "algorithm.process.coef=0.5", "prm.enabled=true"])
+    with pytest.raises(ConfigError, match="algorithm.process.coef"):
+        load_config(None, ["algorithm.process.coef=-1", "prm.enabled=true"])
+    with pytest.raises(ConfigError, match="unknown key 'prm.step_advantage_coef'"):
+        load_config(None, ["prm.step_advantage_coef=0.5"])      # the old key is gone, by name

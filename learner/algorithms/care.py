@@ -78,8 +78,9 @@ class CareBonus:
                            self.cfg.upper_bound)
         known = np.isfinite(p)
         metrics = {"care/bonus_rate": float((bonus > 0).mean()), "care/bonus_mean": float(bonus.mean()),
-                   "care/answer_likelihood_mean": float(p[known].mean()) if known.any() else float("nan"),
                    "care/no_span_rate": float(1.0 - known.mean())}
+        if known.any():     # a batch without any answer span has no likelihood to average (not a 0)
+            metrics["care/answer_likelihood_mean"] = float(p[known].mean())
         if all("consistent" in g.rewards for g in groups):   # reasoning implies the answer: the paper's headline
             metrics["care/consistency_rate"] = float(reward_matrix(groups, "consistent").mean())
         return bonus, metrics

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from learner.algorithms.base import get_algorithm, load_plugins
 from learner.algorithms.care import CareConfig
@@ -34,8 +34,12 @@ class AlgorithmConfig(Section):
             cls = get_algorithm(self.advantage)
         except (ImportError, KeyError) as e:    # pydantic reports ValueErrors with the key's name
             raise ValueError(str(e).strip('"')) from None
-        if cls.Config is not None:
-            cls.Config.model_validate(self.options)     # unknown or mistyped plugin knobs fail here, by name
+        if cls.Config is not None:     # unknown or mistyped plugin knobs fail here, by name
+            try:
+                cls.Config.model_validate(self.options)
+            except ValidationError as e:
+                raise ValueError("; ".join(f"options.{'.'.join(map(str, x['loc']))}: {x['msg']}"
+                                           for x in e.errors())) from None
         elif self.options:
             raise ValueError(f"algorithm.options is set but algorithm {self.advantage!r} has no options")
         if self.process.coef > 0 and self.advantage == "copo":

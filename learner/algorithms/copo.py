@@ -57,11 +57,12 @@ def answer_entropy(classes) -> float:
 
 def answer_class_labels(groups: list[TrajectoryGroup], which: str) -> list[list]:
     """[groups][G] class labels. released: raw strings, each unreadable (None) answer a class of its own."""
-    if which == "canonical":
-        return [g.answer_classes or [""] * g.size for g in groups]
-    missing = [g.group_id for g in groups if len(g.answer_raw) != g.size]
+    field = "answer_classes" if which == "canonical" else "answer_raw"
+    missing = [g.group_id for g in groups if len(getattr(g, field)) != g.size]
     if missing:
-        raise ValueError(f"copo.answer_classes=released needs the raw answers of groups {missing[:3]}")
+        raise ValueError(f"copo.answer_classes={which} needs the reward actor's {field} of groups {missing[:3]}")
+    if which == "canonical":
+        return [list(g.answer_classes) for g in groups]
     return [[a if a is not None else ("unreadable", i) for i, a in enumerate(g.answer_raw)] for g in groups]
 
 
