@@ -24,11 +24,14 @@ flash_attention_2 cannot take such a mask: `resolve_forward_mode("auto", ...)` p
 for a packed mode with it raises. Models with sliding-window layers are refused too (the 4-D mask would bypass
 the window).
 
-Memory: the mask is O(L^2) per row, and attention over a row wastes work on the masked blocks between
-segments. Whole segments are packed greedily, in order, into rows of at most `max_row_tokens` tokens (a
-segment joins the current row only if the row stays within the budget; otherwise it starts a new row). A
-segment longer than the budget on its own is split by responses into pieces that each carry a copy of the
-prompt (and image), so rows stay within the budget unless one prompt plus one response exceeds it.
+Memory and rows: the mask is O(L^2) per row, and attention over a row computes the masked blocks too (the
+CPU and GPU sdpa kernels do not skip them), so packing unrelated sequences into one long row costs quadratic
+work for nothing; sharing happens only inside a segment. Rows are therefore no wider than the widest piece
+(first-fit decreasing: short pieces fill the room beside others, a piece as wide as the widest gets its own
+row), rows are right-padded to that width and run in one call. A segment longer than `max_row_tokens` on its
+own is split by responses into pieces that each carry a copy of the prompt (and image), so no row is wider
+than the budget unless one prompt plus one response is. Mask memory: rows x width^2 bytes (bool, sdpa) or
+x4 (fp32 additive, eager), e.g. one 4096-token row = 16 MiB (sdpa).
 
 `packed` is the same machinery with every response in its own piece (padding-free, nothing shared): the middle
 column of benchmarks/learner.py. `padded` is the engine's original layout.
@@ -105,8 +108,7 @@ def response_logprobs(model, segments: list[Segment], mode: str, temperature: fl
     elif mode in ("packed", "shared_prefix"):
         check_packable(model, mode)
         pieces = single_response_pieces(segments) if mode == "packed" else budget_pieces(segments, max_row_tokens)
-        inputs, pick = packed_inputs(model, pieces, len(response_lengths(segments)), pad_id, vision,
-                                     max_row_tokens)
+        inputs, pick = packed_inputs(model, pieces, len(response_lengths(segments)), pad_id, vision)
     else:
         raise ValueError(f"unknown forward mode {mode!r}; expected one of {', '.join(FORWARD_MODES)}")
     device = next(model.parameters()).device
@@ -235,16 +237,21 @@ def budget_pieces(segments: list[Segment], max_row_tokens: int) -> list[Piece]:
     return pieces
 
 
-def pack_rows(pieces: list[Piece], max_row_tokens: int) -> list[list[Piece]]:
-    """Greedy, in order: a piece joins the current row only if the row stays within the budget."""
+def pack_rows(pieces: list[Piece]) -> list[list[Piece]]:
+    """Rows no wider than the widest piece: first-fit decreasing, so short pieces fill the rows' padding but
+    no row grows the quadratic attention cost beyond what the widest piece alone needs."""
+    width = max(p.num_tokens for p in pieces)
     rows: list[list[Piece]] = []
-    used = 0
-    for p in pieces:
-        if not rows or used + p.num_tokens > max_row_tokens:
-            rows.append([])
-            used = 0
-        rows[-1].append(p)
-        used += p.num_tokens
+    used: list[int] = []
+    for p in sorted(pieces, key=lambda q: -q.num_tokens):   # stable: equal lengths keep their order
+        for r in range(len(rows)):
+            if used[r] + p.num_tokens <= width:
+                rows[r].append(p)
+                used[r] += p.num_tokens
+                break
+        else:
+            rows.append([p])
+            used.append(p.num_tokens)
     return rows
 
 
@@ -294,10 +301,10 @@ def prompt_token_types(model, segment: Segment) -> torch.Tensor:
     return types
 
 
-def packed_inputs(model, pieces: list[Piece], n_responses: int, pad_id: int, vision: bool,
-                  max_row_tokens: int) -> tuple[dict, tuple]:
+def packed_inputs(model, pieces: list[Piece], n_responses: int, pad_id: int,
+                  vision: bool) -> tuple[dict, tuple]:
     """Model inputs for rows of pieces, and (row, column, target) of every response token's prediction."""
-    rows = pack_rows(pieces, max_row_tokens)
+    rows = pack_rows(pieces)
     width = max(sum(p.num_tokens for p in row) for row in rows)
     r_max = max(max((len(r) for p in pieces for r in p.segment.responses), default=0), 1)
     n = len(rows)

@@ -140,8 +140,10 @@ def test_row_budget_splits_and_packs(text_setup):
     # the 18-token segment (prompt 9, responses 7 and 2) does not fit: split into (9+7) and (9+2)
     assert [(len(p.segment.prompt_ids), [len(r) for r in p.segment.responses], p.index) for p in pieces] == \
         [(5, [1, 4, 0], [0, 1, 2]), (9, [7], [3]), (9, [2], [4]), (3, [3], [5])]
-    assert [[p.index for p in row] for row in pack_rows(pieces, 12)] == [[[0, 1, 2]], [[3]], [[4]], [[5]]]
-    assert [[p.index for p in row] for row in pack_rows(pieces, 30)] == [[[0, 1, 2], [3]], [[4], [5]]]
+    # rows as wide as the widest piece (16): first-fit decreasing puts the 6-token piece beside the 10-token one
+    assert [[p.index for p in row] for row in pack_rows(pieces)] == [[[3]], [[4]], [[0, 1, 2], [5]]]
+    whole = budget_pieces(segs, max_row_tokens=30)
+    assert [[p.index for p in row] for row in pack_rows(whole)] == [[[3, 4]], [[0, 1, 2], [5]]]
     for budget in (12, 30):
         _assert_same(model, segs, False, tok.pad_token_id, None, modes=("shared_prefix",), max_row_tokens=budget)
 
