@@ -17,8 +17,7 @@ import numpy as np
 import torch
 
 from data.trajectory import TrajectoryGroup
-from learner.batch import SampleRef, collate, to_device
-from learner.engine import token_logprobs
+from learner.forward import Segment, resolve_forward_mode, response_logprobs
 from learner.tiny_models import vision_token_ids
 from rewards.answer import answer_char_span
 
@@ -78,7 +77,8 @@ def answer_token_mask(ends: list[int], span: tuple[int, int] | None) -> np.ndarr
 
 class EMAReference:
     def __init__(self, model_path: str, vision: bool, decay: float = 0.995, every: int = 10, batch_size: int = 16,
-                 dtype: str = "float32", torch_threads: int = 1, attn_implementation: str = "auto"):
+                 dtype: str = "float32", torch_threads: int = 1, attn_implementation: str = "auto",
+                 forward_mode: str = "auto"):
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
 
         from learner.model_zoo import resolve_attn_implementation
@@ -86,6 +86,8 @@ class EMAReference:
         cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
         # auto: flash_attention_2 on a GPU with flash_attn in bf16, else sdpa (what transformers picks on the CPU)
         self.attn_implementation = resolve_attn_implementation(attn_implementation, dtype)
+        # auto: the prompt encoded once for all of a group's samples where that is exact (sdpa, eager)
+        self.forward_mode = resolve_forward_mode(forward_mode, self.attn_implementation)
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")   # Ray sets the actor's GPU
         self.model = cls.from_pretrained(model_path, dtype=getattr(torch, dtype),
                                          attn_implementation=self.attn_implementation).eval().requires_grad_(False)
@@ -121,18 +123,20 @@ class EMAReference:
     # ---- likelihoods -------------------------------------------------------------------------------
     @torch.no_grad()
     def answer_likelihoods(self, group: TrajectoryGroup) -> tuple[np.ndarray, int]:
-        """(p [G], samples without an answer span). A sample without one gets p = 0 (nothing to be sure of)."""
+        """(p [G], samples without an answer span). A sample without one gets p = NaN: there is no answer to
+        be sure of, and a number would pass for a likelihood downstream."""
         masks = []
         for s in group.samples:
             text, ends = token_char_ends(self.tokenizer, s.token_ids)
             masks.append(answer_token_mask(ends, answer_char_span(text)))
-        p = np.zeros(group.size, dtype=np.float64)
+        p = np.full(group.size, np.nan, dtype=np.float64)
         todo = [i for i, m in enumerate(masks) if m.any()]
         for lo in range(0, len(todo), self.batch_size):
             idx = todo[lo:lo + self.batch_size]
-            batch = to_device(collate([SampleRef(group, i, 0.0) for i in idx], self.pad_id), self.device)
+            segment = Segment(group.prompt_ids, [group.samples[i].token_ids for i in idx], group.mm_inputs)
             # temperature 1: the reference's own distribution, as the paper scores it
-            logp = token_logprobs(self.model, batch, 1.0, self.vision, self.blocked_ids).double().cpu().numpy()
+            logp = response_logprobs(self.model, [segment], self.forward_mode, 1.0, self.vision, self.pad_id,
+                                     self.blocked_ids).double().cpu().numpy()
             for row, i in enumerate(idx):
                 p[i] = float(np.exp(logp[row, :len(masks[i])][masks[i]].mean()))
         return p, group.size - len(todo)

@@ -106,8 +106,9 @@ def test_answer_likelihood_is_exp_mean_logprob_of_answer_tokens(model_path, tok)
     ref = EMAReference(model_path, vision=False, batch_size=1)   # two forward batches
     group = _group(tok, ["<think>it is</think><answer>no</answer>", "I do not know",
                          "<think>x</think><answer>17</answer>"])
+    assert ref.forward_mode == "shared_prefix"   # auto, with sdpa on the CPU
     p, missing = ref.answer_likelihoods(group)
-    assert missing == 1 and p[1] == 0.0
+    assert missing == 1 and np.isnan(p[1])      # no answer span: NaN, not a likelihood
 
     model = AutoModelForCausalLM.from_pretrained(model_path).eval()
     for i in (0, 2):
@@ -122,6 +123,19 @@ def test_answer_likelihood_is_exp_mean_logprob_of_answer_tokens(model_path, tok)
         lp = torch.log_softmax(logits, -1).gather(-1, torch.tensor(s.token_ids)[:, None])[:, 0].numpy()
         np.testing.assert_allclose(p[i], np.exp(lp[mask].mean()), rtol=1e-4)
         assert 0.0 < p[i] < 1.0
+
+
+def test_shared_prefix_likelihoods_equal_the_padded_forward(model_path, tok):
+    group = _group(tok, ["<think>it is not</think><answer>no</answer>", "no answer here at all",
+                         "<answer>17</answer>", "<think>a longer line of thought</think><answer>yes</answer>"])
+    padded = EMAReference(model_path, vision=False, forward_mode="padded")
+    shared = EMAReference(model_path, vision=False)
+    assert (padded.forward_mode, shared.forward_mode) == ("padded", "shared_prefix")
+    (p_pad, miss_pad), (p_shared, miss_shared) = padded.answer_likelihoods(group), shared.answer_likelihoods(group)
+    assert miss_pad == miss_shared == 1 and np.isnan(p_pad[1]) and np.isnan(p_shared[1])
+    np.testing.assert_allclose(p_shared, p_pad, rtol=1e-5, atol=0)    # NaNs compare equal
+    with pytest.raises(ValueError, match="cannot take"):
+        EMAReference(model_path, vision=False, attn_implementation="flash_attention_2", forward_mode="packed")
 
 
 def test_save_and_load_restore_the_average(model_path, tmp_path):
@@ -166,6 +180,8 @@ def test_images_are_re_fed_for_multimodal_prompts(tmp_path):
     ref = EMAReference(path, vision=True)
     p_red, p_blue = (ref.answer_likelihoods(g)[0][0] for g in groups)
     assert p_red > 0 and p_blue > 0 and abs(p_red - p_blue) > 1e-7 * p_red
+    ref.forward_mode = "padded"        # the image encoded once (shared prefix) or per row (padded): same p
+    np.testing.assert_allclose([ref.answer_likelihoods(g)[0][0] for g in groups], [p_red, p_blue], rtol=1e-5)
 
     model = AutoModelForImageTextToText.from_pretrained(path).eval()
     g = groups[0]
