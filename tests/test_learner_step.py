@@ -59,6 +59,24 @@ def test_the_update_does_not_depend_on_the_micro_batch_split(tiny, agg):
             np.testing.assert_allclose(other[k], deltas[0][k], atol=1e-6, err_msg=k)
 
 
+def test_the_shared_prefix_step_equals_the_padded_step(tiny):
+    """The whole optimizer step, not just the forward: the same update to 1e-6 (fp32) either way."""
+    batch = scored_groups(4, 3, tiny[1], seed=5)
+    common = ("learner.lr=1.0", "learner.adam_eps=1.0", "learner.weight_decay=0.0", "learner.max_grad_norm=1e9",
+              "learner.micro_batch_size=4")      # 4 of G=3: micro-batches cut groups, partial segments share too
+    deltas, stats = [], []
+    for mode in ("padded", "shared_prefix"):
+        lrn = learner(tiny, *common, f"learner.forward={mode}", g=3)
+        assert lrn.forward_mode == mode
+        before = weights(lrn)
+        stats.append(lrn.train_step(batch))
+        deltas.append({k: v - before[k] for k, v in weights(lrn).items()})
+    assert max(np.abs(d).max() for d in deltas[0].values()) > 1e-4
+    for k in deltas[0]:
+        np.testing.assert_allclose(deltas[1][k], deltas[0][k], atol=1e-6, err_msg=k)
+    assert stats[1]["loss/ratio_mean"] == pytest.approx(stats[0]["loss/ratio_mean"], abs=1e-6)
+
+
 def test_a_mini_batch_size_that_does_not_divide_the_step_is_an_error(tiny):
     with pytest.raises(ValueError, match="ppo_mini_batch_size=3"):
         learner(tiny, "learner.ppo_mini_batch_size=3")
