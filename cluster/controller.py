@@ -122,8 +122,8 @@ class BetweenSteps:
 
     def score(self, rows: list[dict], n: int, seeds=None, temperature: float | None = None) -> list[dict]:
         t = self.cfg.rollout.temperature if temperature is None else temperature
-        return score_rows(self.actors.rollout, self.actors.reward, rows, n, t, self.cfg.rollout.prompts_per_call,
-                          seeds=seeds, with_tokens=seeds is not None)
+        return score_rows(self.actors.rollout, self.actors.reward, rows, n, t, seeds=seeds,
+                          with_tokens=seeds is not None)
 
     def run(self, version: int, consumed: list[dict] | None) -> dict:
         out: dict[str, float] = {}
