@@ -21,8 +21,11 @@ def sampling_kwargs(temperature: float, top_p: float) -> dict:
 
 class HFEngine:
     def __init__(self, model_path: str, vision: bool, dtype: str = "float32", seed: int = 0,
-                 block_token_ids: list[int] | None = None):
+                 block_token_ids: list[int] | None = None, max_batch_seqs: int = 32):
+        """`max_batch_seqs`: most sequences (prompts x n) in one `generate` call; bigger requests are split."""
         from transformers import AutoModelForCausalLM, AutoModelForImageTextToText, AutoTokenizer
+        if max_batch_seqs < 1:
+            raise ValueError(f"max_batch_seqs must be >= 1, got {max_batch_seqs}")
         torch.manual_seed(seed)
         cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
         self.model = cls.from_pretrained(model_path, dtype=getattr(torch, dtype)).eval()
@@ -33,26 +36,52 @@ class HFEngine:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.eos_ids)
         self.block = [[t] for t in (block_token_ids or [])]
         self.vision = vision
+        self.max_batch_seqs = max_batch_seqs
+
+    def batches(self, count: int, n: int, seeded_sampling: bool) -> list[range]:
+        """Prompt index ranges, one per `generate` call. Per-prompt seeds with sampling need a call per prompt
+        (one torch generator per call), so a group's samples do not depend on what else was asked."""
+        per = 1 if seeded_sampling else max(1, self.max_batch_seqs // max(n, 1))
+        return [range(a, min(a + per, count)) for a in range(0, count, per)]
+
+    def left_padded(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input_ids, attention_mask), padded on the left so every prompt ends where generation starts."""
+        width = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            if s:
+                ids[i, width - len(s):] = torch.tensor(list(s), dtype=torch.long)
+                mask[i, width - len(s):] = 1
+        return ids, mask
 
     @torch.no_grad()
     def generate(self, prompts: list[EncodedPrompt], n: int, temperature: float, top_p: float,
                  max_new_tokens: int, seeds: list[int] | None = None) -> list[list[GeneratedSample]]:
-        # One prompt per call keeps image batching trivial; CPU throughput comes from the n samples.
         out = []
-        for i, p in enumerate(prompts):
+        for idx in self.batches(len(prompts), n, seeds is not None and temperature > 0):
             if seeds is not None:
-                torch.manual_seed(seeds[i])
-            out.append(self._generate_one(p, n, temperature, top_p, max_new_tokens))
+                torch.manual_seed(seeds[idx[0]])
+            out.extend(self._generate_batch([prompts[i] for i in idx], n, temperature, top_p, max_new_tokens))
         return out
 
-    def _generate_one(self, prompt: EncodedPrompt, n, temperature, top_p, max_new_tokens):
-        ids = torch.tensor([prompt.input_ids])
+    def _generate_batch(self, prompts: list[EncodedPrompt], n, temperature, top_p, max_new_tokens):
+        ids, mask = self.left_padded([p.input_ids for p in prompts])
         kwargs = {}
-        for k, v in (prompt.mm_inputs or {}).items():
-            kwargs[k] = torch.as_tensor(v)
+        keys = [sorted((p.mm_inputs or {}).keys()) for p in prompts]
+        if any(k != keys[0] for k in keys):
+            raise ValueError(f"prompts with different multimodal inputs in one batch: {keys}")
+        width = ids.shape[1]
+        for k in keys[0]:
+            parts = [torch.as_tensor(p.mm_inputs[k]) for p in prompts]
+            if all(t.shape == (1, len(p.input_ids)) for t, p in zip(parts, prompts)):
+                # per-token inputs (mm_token_type_ids): left-padded like the ids, 0 = text
+                kwargs[k] = torch.stack([torch.nn.functional.pad(t[0], (width - t.shape[1], 0)) for t in parts])
+            else:   # per-image inputs: patches (or pixel tensors) of the batch's images, in order, along dim 0
+                kwargs[k] = torch.cat(parts, dim=0)
         sampling = sampling_kwargs(temperature, top_p)
         out = self.model.generate(
-            input_ids=ids, attention_mask=torch.ones_like(ids), **sampling, max_new_tokens=max_new_tokens,
+            input_ids=ids, attention_mask=mask, **sampling, max_new_tokens=max_new_tokens,
             num_return_sequences=n, output_scores=True, return_dict_in_generate=True,
             pad_token_id=self.pad_id, bad_words_ids=self.block or None, **kwargs)
         # scores are the processed logits the sampler used; normalise them to log-probs
@@ -69,7 +98,8 @@ class HFEngine:
                     break
             text = self.tokenizer.decode(tokens, skip_special_tokens=True)
             samples.append(GeneratedSample(tokens, lps, text, reason))
-        return samples
+        # rows are prompt-major: prompt b's n samples are rows b*n .. b*n + n-1
+        return [samples[b * n:(b + 1) * n] for b in range(len(prompts))]
 
     @torch.no_grad()
     def complete(self, prompt_ids: list[list[int]], n: int, temperature: float, top_p: float, max_new_tokens: int,
@@ -78,24 +108,28 @@ class HFEngine:
         """n continuations per prompt, ended at EOS, a stop string (cut off) or max_new_tokens; with
         top_logprobs = k, the k most likely tokens of the processed distribution at every position."""
         out = []
-        for i, ids in enumerate(prompt_ids):
+        for idx in self.batches(len(prompt_ids), n, seeds is not None and temperature > 0):
             if seeds is not None:
-                torch.manual_seed(seeds[i])
-            x = torch.tensor([list(ids)])
+                torch.manual_seed(seeds[idx[0]])
+            x, mask = self.left_padded([list(prompt_ids[i]) for i in idx])
             sampling = sampling_kwargs(temperature, top_p)
             gen = self.model.generate(
-                input_ids=x, attention_mask=torch.ones_like(x), **sampling, max_new_tokens=max_new_tokens,
+                input_ids=x, attention_mask=mask, **sampling, max_new_tokens=max_new_tokens,
                 num_return_sequences=n, output_scores=top_logprobs > 0, return_dict_in_generate=True,
                 pad_token_id=self.pad_id, stop_strings=stop or None, tokenizer=self.tokenizer)
             rows = gen.sequences[:, x.shape[1]:].tolist()
-            out.append([self._completion(r, gen.scores, j, stop, top_logprobs) for j, r in enumerate(rows)])
+            done = [self._completion(r, gen.scores, j, stop, top_logprobs) for j, r in enumerate(rows)]
+            out.extend(done[b * n:(b + 1) * n] for b in range(len(idx)))
         return out
 
     def _completion(self, row: list[int], scores, j: int, stop, k: int) -> Completion:
+        """Row j of a `generate` call (prompt-major: prompt b's continuations are rows b*n .. b*n + n-1)."""
         tokens, eos = [], False
         for t in row:
             if t in self.eos_ids:
                 eos = True
+                break
+            if t == self.pad_id:   # generate pads a row that ended (stop string) while others ran on
                 break
             tokens.append(t)
         text, stopped = cut_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), stop)

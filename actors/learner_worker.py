@@ -28,9 +28,12 @@ class LearnerWorker:
     def master_endpoint(self) -> tuple[str, int]:
         return "127.0.0.1" if _local() else ray.util.get_node_ip_address(), free_port()
 
-    def setup(self, addr: str, port: int, backend: str, timeout_s: float, spec) -> bool:
+    def setup(self, endpoint: tuple[str, int], backend: str, timeout_s: float, spec) -> bool:
+        """`endpoint`: rank 0's (address, port) from master_endpoint (passed as its ref: no driver round trip);
+        `spec`: a learner.engine.LearnerSpec, the same for every rank."""
         import deepspeed
         import torch
+        addr, port = endpoint
         # LOCAL_RANK 0: Ray gives each GPU actor its own CUDA_VISIBLE_DEVICES, so its device is always cuda:0
         os.environ.update(MASTER_ADDR=addr, MASTER_PORT=str(port), RANK=str(self.rank),
                           WORLD_SIZE=str(self.world), LOCAL_RANK="0")
@@ -104,11 +107,14 @@ def _local() -> bool:
 class LearnerGroup:
     """Driver-side handle: the L workers behave like one learner."""
 
-    def __init__(self, workers: list, spec, backend: str, timeout_s: float = 600.0):
-        """`spec`: a learner.engine.LearnerSpec, the same for every rank."""
+    def __init__(self, workers: list, spec, backend: str, timeout_s: float = 600.0, wait: bool = True):
+        """`spec`: a learner.engine.LearnerSpec, the same for every rank. `wait=False`: DeepSpeed set-up runs in
+        the background; `setup_refs` are the tasks to wait for."""
         self.workers = workers
-        addr, port = ray.get(workers[0].master_endpoint.remote())
-        ray.get([w.setup.remote(addr, port, backend, timeout_s, spec) for w in workers])
+        endpoint = workers[0].master_endpoint.remote()
+        self.setup_refs = [w.setup.remote(endpoint, backend, timeout_s, spec) for w in workers]
+        if wait:
+            ray.get(self.setup_refs)
 
     def step(self, batch: list) -> dict:
         return ray.get([w.train_step.remote(batch) for w in self.workers])[0]

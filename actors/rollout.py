@@ -34,7 +34,8 @@ def make_engine(kind: str, model_path: str, vision: bool, rollout_cfg: dict, see
             from learner.tiny_models import vision_token_ids
             from transformers import AutoTokenizer
             block = vision_token_ids(AutoTokenizer.from_pretrained(model_path))
-        return HFEngine(model_path, vision, dtype=dtype, seed=seed, block_token_ids=block)
+        return HFEngine(model_path, vision, dtype=dtype, seed=seed, block_token_ids=block,
+                        max_batch_seqs=rollout_cfg.get("hf_max_batch", 32))
     raise ValueError(f"unknown rollout engine {kind!r}; use 'vllm' or 'hf'")
 
 

@@ -133,6 +133,7 @@ class RolloutConfig(Section):
     top_p: float = 1.0
     max_new_tokens: int = 24
     prompts_per_call: int = 4             # prompts batched into one engine call
+    hf_max_batch: int = Field(32, ge=1)   # hf engine: most sequences (prompts x samples) per generate call
     num_cpus: float = 1.0
     num_gpus: float = 0.0
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)

@@ -16,7 +16,7 @@ import ray
 
 from cluster.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
 from cluster.config import WaypointConfig
-from cluster.launch import spawn_actors, start_cluster
+from cluster.launch import spawn_actors, start_cluster, wait_started
 from cluster.metrics import MetricsLogger
 from cluster.progress import progress_bar
 from cluster.tasks import load_task_rows, resolve_policy
@@ -32,14 +32,18 @@ def train(cfg: WaypointConfig) -> dict:
     run_dir = Path(cfg.train.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(cfg.model_dump_json(indent=2))
+    t_start = time.perf_counter()
     model_path, vision, engine = resolve_policy(cfg)             # builds the tiny model on first use
-    rows = load_task_rows(cfg, vision)                            # synthetic / real / parquet questions
     cluster = start_cluster(cfg)                                  # local Ray on loopback, or join
-    actors = spawn_actors(cfg, model_path, vision, engine, prefix=f"{run_dir.name}-{uuid.uuid4().hex[:6]}/")
+    # Start-up runs at once: the actors' engines and models, DeepSpeed set-up, and the data loading here
+    actors = spawn_actors(cfg, model_path, vision, engine, prefix=f"{run_dir.name}-{uuid.uuid4().hex[:6]}/",
+                          wait=False)
     feeder = metrics = None
     try:
-        G, gps = cfg.rollout.group_size, cfg.train.groups_per_step
-        learner = LearnerGroup(actors.learner_workers, learner_spec(cfg, model_path, vision), backend=cfg.learner.backend)
+        gps = cfg.train.groups_per_step
+        learner = LearnerGroup(actors.learner_workers, learner_spec(cfg, model_path, vision),
+                               backend=cfg.learner.backend, wait=False)
+        rows = load_task_rows(cfg, vision)                            # synthetic / real / parquet questions
         transport = weight_transport(cfg)
         schedule = TaskSchedule(cfg, rows)                            # curriculum stage x VAS weights
         feeder = RolloutFeeder(schedule.sampler, actors.rollout, actors.reward, actors.buffer, gps,
@@ -48,6 +52,8 @@ def train(cfg: WaypointConfig) -> dict:
                                reference_actors=actors.reference, prm_actors=actors.prm)
         consumers = actors.rollout + actors.reference                 # who receives each new weight set
         between = BetweenSteps(cfg, schedule, feeder, actors, vision)  # curriculum, VPS passes, evaluation
+        wait_started(actors.starting + [(f"learner rank {i}", r) for i, r in enumerate(learner.setup_refs)])
+        print(f"[waypoint] started in {time.perf_counter() - t_start:.1f} s", flush=True)
         metrics = MetricsLogger(run_dir, cfg.cluster.host, cfg.cluster.metrics_port)
         print(f"[waypoint] model={model_path} engine={engine} vision={vision} rows={len(rows)} ray={cluster} "
               f"metrics=http://{cfg.cluster.host}:{metrics.port}/metrics log={metrics.path}", flush=True)
@@ -118,8 +124,8 @@ class BetweenSteps:
 
     def score(self, rows: list[dict], n: int, seeds=None, temperature: float | None = None) -> list[dict]:
         t = self.cfg.rollout.temperature if temperature is None else temperature
-        return score_rows(self.actors.rollout, self.actors.reward, rows, n, t, self.cfg.rollout.prompts_per_call,
-                          seeds=seeds, with_tokens=seeds is not None)
+        return score_rows(self.actors.rollout, self.actors.reward, rows, n, t, seeds=seeds,
+                          with_tokens=seeds is not None)
 
     def run(self, version: int, consumed: list[dict] | None) -> dict:
         out: dict[str, float] = {}

@@ -81,19 +81,38 @@ def report_table(report: dict, title: str = "evaluation") -> str:
 
 
 # ---- generation and scoring through the actors -----------------------------------------------------------
+def actor_shares(count: int, actors: int) -> list[range]:
+    """Contiguous, near-equal index ranges of `count` rows, one per actor (empty ones left out)."""
+    base, extra = divmod(count, actors)
+    bounds = [0]
+    for a in range(actors):
+        bounds.append(bounds[-1] + base + (a < extra))
+    return [range(lo, hi) for lo, hi in zip(bounds, bounds[1:]) if hi > lo]
+
+
 def score_rows(rollout: list, reward: list, rows: list[dict], samples: int, temperature: float,
-               prompts_per_call: int, seeds: list[int] | None = None, with_tokens: bool = False) -> list[dict]:
-    """Generate `samples` answers per row (greedy at temperature 0) and score them; one dict per sample.
-    Used by this CLI, by evaluation during training and by VAS scoring passes (seeds, token ids)."""
+               seeds: list[int] | None = None, with_tokens: bool = False,
+               chunk_size: int | None = None) -> list[dict]:
+    """Generate `samples` answers per row (greedy at temperature 0) and score them; one dict per sample, in row
+    order. Used by this CLI, by evaluation during training and by VAS scoring passes (seeds, token ids).
+
+    Each rollout actor gets its whole share of the rows in one `generate` call, and its engine schedules them
+    (vLLM batches continuously; the hf engine splits by rollout.hf_max_batch). `chunk_size`: instead, calls
+    of that many rows dealt round-robin to the actors, which run them one after another (the behaviour before
+    batching, kept for benchmarks/generation.py)."""
     import ray
+    if chunk_size is None:
+        calls = [(rollout[a], share) for a, share in enumerate(actor_shares(len(rows), len(rollout)))]
+    else:
+        calls = [(rollout[(i // chunk_size) % len(rollout)], range(i, min(i + chunk_size, len(rows))))
+                 for i in range(0, len(rows), chunk_size)]
     refs = []
-    for i in range(0, len(rows), prompts_per_call):
-        chunk = rows[i:i + prompts_per_call]
-        actor = rollout[(i // prompts_per_call) % len(rollout)]
-        chunk_seeds = None if seeds is None else seeds[i:i + prompts_per_call]
-        out = actor.generate.options(num_returns=len(chunk)).remote(chunk, chunk_seeds, samples, temperature)
-        for j, ref in enumerate([out] if len(chunk) == 1 else list(out)):
-            refs.append(reward[(i + j) % len(reward)].score.options(num_returns=2).remote(ref)[0])
+    for actor, idx in calls:
+        part_seeds = None if seeds is None else [seeds[i] for i in idx]
+        out = actor.generate.options(num_returns=len(idx)).remote([rows[i] for i in idx], part_seeds, samples,
+                                                                   temperature)
+        for i, ref in zip(idx, [out] if len(idx) == 1 else list(out)):
+            refs.append(reward[i % len(reward)].score.options(num_returns=2).remote(ref)[0])
     results = []
     for group in ray.get(refs):
         row = group.row
@@ -169,7 +188,7 @@ def evaluate(cfg: WaypointConfig, checkpoint: str | None, data: str = "synthetic
     reward = [reward_actor(cfg, env) for _ in range(cfg.reward.num_actors)]
     try:
         t0 = time.perf_counter()
-        results = score_rows(rollout, reward, rows, samples, temperature, cfg.rollout.prompts_per_call)
+        results = score_rows(rollout, reward, rows, samples, temperature)
         report = evaluation_report(results)
     finally:
         for a in rollout + reward:

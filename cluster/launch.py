@@ -21,17 +21,8 @@ from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from cluster.config import WaypointConfig
-from cluster.placement import (  # noqa: F401  (re-exported: the placement plan is part of launching)
-    GroupPlan,
-    PlacementError,
-    bundles_for,
-    check_node_fit,
-    check_resources,
-    engine_group,
-    placement_plan,
-    role_summary,
-    tensor_parallel,
-)
+from cluster.placement import (GroupPlan, PlacementError, bundles_for, check_resources, engine_group, placement_plan,
+                               role_summary, tensor_parallel)
 
 
 def worker_env(use_gpu: bool) -> dict[str, str]:
@@ -99,6 +90,7 @@ class Actors:
     reference: list = field(default_factory=list)   # GRPO-CARE EMA reference (empty when CARE is off)
     prm: list = field(default_factory=list)         # GroundedPRM step scorers (empty when prm.enabled is off)
     rollout_groups: list = field(default_factory=list)   # one STRICT_PACK group per tensor-parallel engine
+    starting: list = field(default_factory=list)   # (actor name, ready ref) of the actors still starting
 
     def shutdown(self) -> None:
         """Kill every actor and free the placement groups (a long-lived cluster outlives the run)."""
@@ -211,8 +203,24 @@ def standalone_rollout(cfg: WaypointConfig, model_path: str, engine: str, vision
     return [rollout_actor(cfg, model_path, engine, vision, i, env) for i in range(cfg.rollout.num_actors)], env
 
 
-def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str, prefix: str = "") -> Actors:
-    """Named actors (`{prefix}rollout-0`, ...), so the Ray dashboard shows which is which."""
+def wait_started(starting: list[tuple[str, object]]) -> None:
+    """Block until every (name, ref) of a start-up task is done; the first to fail stops the wait with its name
+    and error (engines, DeepSpeed init and model loads run at once, so whichever breaks first is reported)."""
+    names = {ref: name for name, ref in starting}
+    pending = list(names)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        try:
+            ray.get(done[0])
+        except Exception as e:  # noqa: BLE001 - re-raised with the actor's name
+            raise RuntimeError(f"start-up of {names[done[0]]} failed: {type(e).__name__}: {e}") from e
+
+
+def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str, prefix: str = "",
+                 wait: bool = True) -> Actors:
+    """Named actors (`{prefix}rollout-0`, ...), so the Ray dashboard shows which is which. The actors start
+    concurrently; `wait=False` returns before their engines and models are up (`Actors.starting` holds what to
+    pass to `wait_started`), so the caller can set up the learner and load data meanwhile."""
     from actors.buffer import TrajectoryBuffer
     from actors.learner_worker import LearnerWorker
     from actors.reference import ReferenceActor
@@ -247,5 +255,11 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
             attn_implementation=cfg.model.attn_implementation)]
     prm = [prm_actor(cfg, model_path, engine, env, name=f"{prefix}prm-{i}", scheduling_strategy=at("prm", i))
            for i in range(cfg.prm.num_actors if cfg.prm.enabled else 0)]
-    ray.get([a.ready.remote() for a in rollout + reference + prm])   # surface start-up errors here, not mid-run
-    return Actors(rollout, reward, buffer, learners, pg, reference, prm, rollout_groups=engine_pgs)
+    starting = [(f"{prefix}{role}-{i}", a.ready.remote())            # surface start-up errors before the run
+                for role, group in (("rollout", rollout), ("reference", reference), ("prm", prm), ("reward", reward))
+                for i, a in enumerate(group)]
+    actors = Actors(rollout, reward, buffer, learners, pg, reference, prm, rollout_groups=engine_pgs,
+                    starting=starting)
+    if wait:
+        wait_started(starting)
+    return actors

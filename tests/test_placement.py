@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from cluster.config import ConfigError, load_config
-from cluster.launch import (PlacementError, bundles_for, check_node_fit, check_resources, placement_plan,
-                            role_summary)
+from cluster.placement import (PlacementError, bundles_for, check_node_fit, check_resources, placement_plan,
+                               role_summary)
 
 ROOT = Path(__file__).resolve().parents[1]
 GPU_CONFIGS = ("gpu_qwen25vl_3b_1node", "gpu_qwen25vl_7b_1node", "gpu_qwen25vl_7b_2node")
