@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.schema import QUESTION_TYPES
+from rewards.map_vqa import QUESTION_TYPES
 
 RULES = ("after_steps", "when_accuracy")
 MODES = ("staged", "released_order")
