@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/cpu_tiny.yaml
 
-.PHONY: install run test test-fast clean
+.PHONY: install run lint test test-fast clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -24,10 +24,14 @@ install: $(STAMP)
 run: install
 	$(PY) -m cluster.train --config $(CONFIG)
 
-test: install
+# the project's lint rule set, also in pyproject.toml [tool.ruff]; the venv is not ours to lint
+lint: install
+	$(PY) -m ruff check . --select E,F,W --line-length 120 --exclude $(VENV)
+
+test: lint
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
 clean:

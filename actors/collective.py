@@ -11,57 +11,18 @@ becomes a `WeightSyncError` naming it instead of a hang.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 
 import torch
 import torch.distributed as dist
+
+from learner.weight_buckets import TensorSpec, bucket_plan, unpack
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 class WeightSyncError(RuntimeError):
     """A weight-group collective that did not complete in time; the message names the missing peers."""
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: tuple[int, ...]
-
-    @property
-    def numel(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
-
-
-def bucket_plan(specs: list[TensorSpec], bucket_bytes: int, itemsize: int) -> list[list[int]]:
-    """Consecutive tensors packed greedily into buckets of at most `bucket_bytes` (a larger tensor travels
-    alone). Sender and receivers call this with the same arguments, so no per-bucket metadata is sent."""
-    buckets: list[list[int]] = []
-    current, size = [], 0
-    for i, spec in enumerate(specs):
-        nbytes = spec.numel * itemsize
-        if current and size + nbytes > bucket_bytes:
-            buckets.append(current)
-            current, size = [], 0
-        current.append(i)
-        size += nbytes
-    if current:
-        buckets.append(current)
-    return buckets
-
-
-def unpack(flat: torch.Tensor, specs: list[TensorSpec], indices: list[int]) -> list[tuple[str, torch.Tensor]]:
-    """Views of one received bucket as (name, tensor) pairs."""
-    out, offset = [], 0
-    for i in indices:
-        s = specs[i]
-        out.append((s.name, flat[offset:offset + s.numel].view(s.shape)))
-        offset += s.numel
-    return out
 
 
 class WeightGroup:

@@ -89,7 +89,7 @@ class ProcessScorer:
 
     # ---- one group ------------------------------------------------------------------------------------
     def score(self, group: TrajectoryGroup) -> TrajectoryGroup:
-        from learner.reference import token_char_ends
+        from learner.token_offsets import token_char_ends
         t0 = time.perf_counter()
         step_lists, step_tokens = [], []
         for s in group.samples:

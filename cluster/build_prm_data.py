@@ -1,4 +1,4 @@
-"""python -m cluster.build_prm_data --config X: GroundedPRM step labels by MCTS (ALGORITHMS.md §3b).
+"""python -m cluster.build_prm_data --config X: GroundedPRM step labels by MCTS (docs/algorithms.md#groundedprm-mcts).
 
 One `rewards.prm.mcts.search` generator per problem; this driver serves their requests in rounds, so every
 problem's pending policy call goes out in one batch across the rollout actors:

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 from data.dataset import write_parquet
-from data.schema import QUESTION_TYPES
+from rewards.map_vqa import QUESTION_TYPES
 
 
 def _types(text: str) -> list[str]:

@@ -1,4 +1,5 @@
-"""python -m cluster.search --config X: reward-guided greedy search against plain sampling (GroundedPRM §3b).
+"""python -m cluster.search --config X: reward-guided greedy search against plain sampling
+(docs/algorithms.md#groundedprm-reward-guided-search).
 
 Guided: for every problem, sample `prm.search.candidates` next steps from the policy (T = search.temperature),
 keep the one the PRM scores highest (ties: the first), append it, repeat until a step holds the final answer,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from data.prompts import prompt_text
 from data.questions import synthetic_dataset
-from data.schema import QUESTION_TYPES
+from rewards.map_vqa import QUESTION_TYPES
 
 
 def tokenizer_corpus(n_networks: int = 200, seed: int = 0, per_type: int = 2) -> list[str]:

@@ -1,4 +1,5 @@
-"""Curriculum over question types (RewardMap, ALGORITHMS.md §1): perception questions first, route planning last.
+"""Curriculum over question types (RewardMap, docs/algorithms.md#rewardmap-curriculum): perception questions first,
+route planning last.
 
 Two modes:
 - "staged" (default; the paper's intent): real stages. The sampler serves only the current stage's types
@@ -6,8 +7,8 @@ Two modes:
     after_steps   -- after N optimizer steps in the stage;
     when_accuracy -- when the last W groups of the *current* stage's types have mean accuracy >= x.
   The last stage is final: the curriculum stays there.
-- "released_order" (the released code, §1 ambiguity 5): no switch inside the trainer. The data is one pass in
-  stage order, each stage's block shuffled with the run's seed as the released `rl_dataset.py` does
+- "released_order" (the released code; docs/algorithms.md#decisions): no switch inside the trainer. The data is one
+  pass in stage order, each stage's block shuffled with the run's seed as the released `rl_dataset.py` does
   (`released_order`, served by `OrderedSampler`); `observe` never switches and only tracks the stage of the
   latest consumed group, so the stage can still be logged.
 """
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.schema import QUESTION_TYPES
+from rewards.map_vqa import QUESTION_TYPES
 
 RULES = ("after_steps", "when_accuracy")
 MODES = ("staged", "released_order")

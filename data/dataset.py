@@ -11,7 +11,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data.images import load_image  # noqa: F401  (re-exported: loaders and users decode figures here)
 from data.normalize import normalize_row
 from data.schema import ARROW_SCHEMA, DEFAULTS, ROW_FIELDS
 from rewards.errors import RowError

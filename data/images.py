@@ -13,7 +13,8 @@ from PIL import Image
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 _JPEG_MAGIC = b"\xff\xd8\xff"
-# One real map (kl) is 278 Mpx: above Pillow's default bomb limit, below anything hostile.
+# A full-resolution ReasonMap map (kl, 278 Mpx; the shipped copies are scaled down) is above Pillow's default
+# bomb limit, and below anything hostile.
 Image.MAX_IMAGE_PIXELS = 300_000_000
 
 

@@ -133,9 +133,3 @@ def _sections(path: tuple, end: str) -> list[tuple[str, str, str]]:
         out.append((line, dep, arr))
     return out
 
-
-def random_network(rng, **kwargs) -> TransitNetwork:
-    """Random connected grid network; see `data.synthetic.random_network` (imported lazily: it imports us)."""
-    from data.synthetic import random_network as generate
-
-    return generate(rng, **kwargs)

@@ -14,10 +14,11 @@ from pathlib import Path
 from data.images import figure_bytes
 from data.network import REAL_THRESHOLDS, TransitNetwork, city_difficulty
 from data.schema import (
-    DEFAULTS, DIFFICULTIES, OPTION_LETTERS, QUESTION_TYPES, SOURCES, boxed, line_table_json, map_text,
+    DEFAULTS, DIFFICULTIES, OPTION_LETTERS, SOURCES, boxed, line_table_json, map_text,
     planning_text, route_json,
 )
 from rewards.errors import RowError
+from rewards.map_vqa import QUESTION_TYPES
 from rewards.stations import load_line_table, strip_markers
 
 _TRUE = {"1", "yes", "true", "y"}

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from data.network import TransitNetwork, random_network
+from data.network import TransitNetwork
 from data.render import render_network
 from data.schema import (
-    OPTION_LETTERS, QUESTION_TYPES, boxed, line_ref, line_table_json, map_text, planning_text, route_json,
+    OPTION_LETTERS, boxed, line_ref, line_table_json, map_text, planning_text, route_json,
 )
+from data.synthetic import random_network
+from rewards.map_vqa import QUESTION_TYPES
 
 
 def _sample_unique(rng, draw, n: int, tries_per_item: int = 50) -> list:

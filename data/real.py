@@ -17,20 +17,20 @@ from data.images import image_file_bytes
 from data.network import REAL_THRESHOLDS, TransitNetwork, city_difficulty
 from data.questions import build_questions
 from data.render import render_network
-from data.schema import QUESTION_TYPES
+from rewards.map_vqa import QUESTION_TYPES
 from rewards.stations import load_line_table
 
 ENV_VAR = "WAYPOINT_REASONMAP_DIR"
-REPO = Path(__file__).resolve().parents[1]
+# Shipped with the project as package data (data/reasonmap/README.md): found in a clone and in an installed copy.
+PACKAGED_ROOT = Path(__file__).resolve().parent / "reasonmap"
 
 
 def reasonmap_root() -> Path:
-    """The real-data directory: $WAYPOINT_REASONMAP_DIR, else <repo>/../shared/data/reasonmap,
-    else <repo>/shared/data/reasonmap."""
+    """The real-data directory: $WAYPOINT_REASONMAP_DIR when set and holding stations/, else the packaged copy."""
     tried = []
     if os.environ.get(ENV_VAR):
         tried.append(Path(os.environ[ENV_VAR]))
-    tried += [REPO.parent / "shared" / "data" / "reasonmap", REPO / "shared" / "data" / "reasonmap"]
+    tried.append(PACKAGED_ROOT)
     for path in tried:
         if (path / "stations").is_dir():
             return path

@@ -11,7 +11,6 @@ import json
 
 import pyarrow as pa
 
-QUESTION_TYPES = ("torf1", "torf2", "counting1", "counting2", "counting3", "planning")
 DIFFICULTIES = ("easy", "middle", "hard")
 SOURCES = ("synthetic", "real", "reasonmap")
 OPTION_LETTERS = "ABCD"

@@ -11,7 +11,7 @@ from contextlib import nullcontext
 
 import torch
 
-from actors.collective import TensorSpec
+from learner.weight_buckets import TensorSpec
 
 
 def _owner(module: torch.nn.Module, key: str) -> tuple[torch.nn.Module, str]:

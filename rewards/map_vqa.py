@@ -21,7 +21,7 @@ from rewards.answer import (
 from rewards.canonical import canonical_answer
 from rewards.consistency import consistency
 from rewards.errors import RowError
-from rewards.routes import (  # also importable from here, as before the split
+from rewards.routes import (
     Section, canonical_line, parse_route_sections, route_string, stop_key,
 )
 from rewards.stations import clean_station, load_line_table

@@ -11,7 +11,7 @@ from map_rows import choice_row, plan_row, route
 
 from data.prompts import FORMAT_INSTRUCTIONS, TAG_INSTRUCTIONS, build_messages, prompt_text
 from data.questions import synthetic_dataset
-from data.schema import QUESTION_TYPES
+from rewards.map_vqa import QUESTION_TYPES
 from rewards.answer import answer_char_span, split_reasoning
 from rewards.consistency import consistency, implied_answer
 from rewards.map_vqa import score

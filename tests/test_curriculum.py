@@ -6,7 +6,7 @@ import pytest
 
 from data.curriculum import DEFAULT_STAGES, Curriculum, OrderedSampler, Stage, released_order, stage_metrics
 from data.sampler import PromptSampler
-from data.schema import QUESTION_TYPES
+from rewards.map_vqa import QUESTION_TYPES
 
 
 def roundtrip(state: dict) -> dict:

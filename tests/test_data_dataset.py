@@ -6,7 +6,8 @@ import json
 import pytest
 from PIL import Image
 
-from data.dataset import load_image, load_rows, write_parquet
+from data.dataset import load_rows, write_parquet
+from data.images import load_image
 from data.questions import synthetic_dataset
 from data.schema import ROW_FIELDS
 from rewards.map_vqa import score

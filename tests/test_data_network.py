@@ -5,8 +5,8 @@ import re
 import numpy as np
 import pytest
 
-from data.network import TransitNetwork, city_difficulty, random_network
-from data.synthetic import SYLLABLES
+from data.network import TransitNetwork, city_difficulty
+from data.synthetic import SYLLABLES, random_network
 from rewards.stations import clean_station
 
 SEEDS = range(120)

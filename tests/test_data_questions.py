@@ -10,8 +10,8 @@ from data.corpus import tokenizer_corpus
 from data.prompts import FORMAT_INSTRUCTIONS, build_messages, prompt_text
 from data.questions import synthetic_dataset
 from data.real import real_dataset, reasonmap_root
-from data.schema import QUESTION_TYPES, ROW_FIELDS
-from rewards.map_vqa import score
+from data.schema import ROW_FIELDS
+from rewards.map_vqa import QUESTION_TYPES, score
 
 N_NETWORKS = 150
 
@@ -23,11 +23,7 @@ def synthetic_rows():
 
 @pytest.fixture(scope="module")
 def real_rows():
-    try:
-        root = reasonmap_root()
-    except FileNotFoundError:
-        pytest.skip("real ReasonMap data not available")
-    return real_dataset(root, per_type=4, seed=5, images=False)
+    return real_dataset(reasonmap_root(), per_type=4, seed=5, images=False)
 
 
 def _line_named(lines, text):

@@ -13,21 +13,30 @@ from rewards.stations import MARKERS
 
 @pytest.fixture(scope="module")
 def root():
-    try:
-        return reasonmap_root()
-    except FileNotFoundError:
-        pytest.skip("real ReasonMap data not available")
+    return reasonmap_root()
 
 
-def test_root_resolution(monkeypatch, tmp_path, root):
+def test_root_resolution(monkeypatch, tmp_path):
+    monkeypatch.delenv(real.ENV_VAR, raising=False)
+    assert reasonmap_root() == Path(real.__file__).parent / "reasonmap"   # shipped with the package
     (tmp_path / "stations").mkdir()
     monkeypatch.setenv(real.ENV_VAR, str(tmp_path))
     assert reasonmap_root() == tmp_path
     monkeypatch.setenv(real.ENV_VAR, str(tmp_path / "absent"))
-    assert reasonmap_root() == root  # falls through to the shared folder
-    monkeypatch.setattr(real, "REPO", tmp_path / "repo")
-    with pytest.raises(FileNotFoundError, match="absent.*WAYPOINT_REASONMAP_DIR"):
+    assert reasonmap_root() == real.PACKAGED_ROOT  # falls through to the packaged copy
+    monkeypatch.setattr(real, "PACKAGED_ROOT", tmp_path / "repo")
+    with pytest.raises(FileNotFoundError, match="absent.*repo.*WAYPOINT_REASONMAP_DIR"):
         reasonmap_root()
+
+
+def test_shipped_maps_are_at_most_2048_px_and_licensed():
+    shipped = real.PACKAGED_ROOT
+    maps = sorted((shipped / "maps").glob("*/*.png"))
+    assert len(maps) == 12
+    for path in maps:
+        with Image.open(path) as img:
+            assert img.format == "PNG" and max(img.size) == 2048, (path, img.size)
+    assert (shipped / "LICENSE-ReasonMap").is_file() and (shipped / "LICENSE-RewardMap").is_file()
 
 
 def test_all_cities_load_clean(root):

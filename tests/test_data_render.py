@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from data.images import figure_bytes, fit_max_side, image_file_bytes, load_image
-from data.network import TransitNetwork, random_network
+from data.network import TransitNetwork
+from data.synthetic import random_network
 from data.render import line_colours, render_network
 
 

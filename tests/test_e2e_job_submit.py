@@ -84,7 +84,7 @@ def ray_head(tmp_path):
     env.pop("RAY_RUNTIME_ENV_IGNORE_GITIGNORE", None)  # keep .gitignore'd paths (.venv, 4 GB) out of the upload
     env.update({
         "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",    # keep every Ray address on 127.0.0.1
-        # Token auth stays on (ENVIRONMENT.md: it is the default for the job API) with a token only this test
+        # Token auth stays on (Ray 2.60 turns it on by default for the job API) with a token only this test
         # knows: head, workers, the job and the CLI all read it from this file.
         "RAY_AUTH_MODE": "token",
         "RAY_AUTH_TOKEN_PATH": str(token_file),

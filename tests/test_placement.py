@@ -33,7 +33,8 @@ def test_gpu_configs_load_with_rewardmap_defaults(name):
     assert cfg.model.attn_implementation == "auto"
     assert cfg.data.images and cfg.data.source == "real" and sorted(cfg.data.types) == sorted(
         ["torf1", "torf2", "counting1", "counting2", "counting3", "planning"])
-    # ALGORITHMS.md section 1c (script values): n 4, T 1.0, 16/16 batch, lr 1e-6, wd 1e-2, KL 1e-2, 2048 tokens
+    # docs/algorithms.md#rewardmap-defaults (script values): n 4, T 1.0, 16/16 batch, lr 1e-6, wd 1e-2, KL 1e-2,
+    # 2048 tokens
     assert (cfg.rollout.group_size, cfg.rollout.temperature, cfg.train.groups_per_step) == (4, 1.0, 16)
     assert (cfg.learner.lr, cfg.learner.weight_decay, cfg.learner.max_grad_norm) == (1e-6, 0.01, 1.0)
     assert (cfg.algorithm.kl_coef, cfg.algorithm.clip_low, cfg.algorithm.clip_high) == (0.01, 0.2, 0.2)

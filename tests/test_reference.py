@@ -7,7 +7,8 @@ import torch
 
 from data.trajectory import Sample, TrajectoryGroup
 from learner.model_zoo import resolve_model
-from learner.reference import EMAReference, answer_token_mask, ema_due, ema_update_, token_char_ends
+from learner.reference import EMAReference, answer_token_mask, ema_due, ema_update_
+from learner.token_offsets import token_char_ends
 
 torch.set_num_threads(1)
 CACHE = os.environ.setdefault("WAYPOINT_CACHE", os.path.expanduser("~/.cache/waypoint"))

@@ -16,9 +16,10 @@ from map_rows import LINES, choice_row, plan_row, route
 
 from rewards.errors import RowError
 from rewards.map_vqa import (
-    Section, counting1_detail, difficulty_weight, load_line_table, normalize_type,
-    parse_route_sections, planning_accuracy, planning_detail, score,
+    counting1_detail, difficulty_weight, normalize_type, planning_accuracy, planning_detail, score,
 )
+from rewards.routes import Section, parse_route_sections
+from rewards.stations import load_line_table
 
 
 def released(response, row):

@@ -1,4 +1,4 @@
-"""rewards/ must stay importable without Ray or torch (DESIGN.md layering)."""
+"""rewards/ must stay importable without Ray or torch (docs/architecture.md#layering)."""
 
 import subprocess
 import sys

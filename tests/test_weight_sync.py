@@ -7,7 +7,8 @@ import time
 import pytest
 import torch
 
-from actors.collective import TensorSpec, WeightGroup, WeightSyncError, bucket_plan, unpack
+from actors.collective import WeightGroup, WeightSyncError
+from learner.weight_buckets import TensorSpec, bucket_plan, unpack
 from actors.learner_worker import free_port
 
 NAMES = ["learner-0", "consumer-0"]

@@ -1,4 +1,5 @@
-"""GroundedPRM labels from a search tree (arXiv 2510.14942 §3b; released `extract_path.py` -> `construct.py`).
+"""GroundedPRM labels from a search tree (arXiv 2510.14942, docs/algorithms.md#groundedprm-labels; released
+`extract_path.py` -> `construct.py`).
 
     full path   root -> scored terminal node (root excluded); positive when F = +1, else negative
     score       the node's accumulated MCTS value

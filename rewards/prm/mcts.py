@@ -1,4 +1,5 @@
-"""GroundedPRM MCTS (arXiv 2510.14942, ALGORITHMS.md §3b) as a pure generator: it never calls a model or a tool.
+"""GroundedPRM MCTS (arXiv 2510.14942, docs/algorithms.md#groundedprm-mcts) as a pure generator: it never calls a
+model or a tool.
 
 `search(settings)` yields requests and receives the answers through `send()`, so a driver can batch the policy
 calls of many problems (one generator per problem) and serve checks from the sandboxed SymPy verifier:
@@ -152,8 +153,9 @@ def hybrid_reward(values: list[int], final: int) -> float:
 def backpropagate(node: Node, reward: float, decay: float) -> None:
     """node.value += R, node.visits += 1; the ancestor at distance d: value += decay^d R, visits += 1 (root too).
 
-    waypoint counts the expanded node's own visit; the released code never increments it (ALGORITHMS.md §3g.2),
-    so there a simulated node keeps looking unvisited to UCT and Q = value / visits is undefined.
+    waypoint counts the expanded node's own visit; the released code never increments it
+    (docs/algorithms.md#departures-from-the-released-code), so there a simulated node keeps looking unvisited to UCT
+    and Q = value / visits is undefined.
     """
     node.value += reward
     node.visits += 1
@@ -275,8 +277,8 @@ def _enough(tree: SearchTree) -> bool:
 
 
 def search(settings: MCTSSettings) -> Generator[Request, Answer, SearchTree]:
-    """The search of §3b; the tree comes back as StopIteration.value (or from `drive`). Deterministic given
-    settings.seed and the answers."""
+    """The search of docs/algorithms.md#groundedprm-mcts; the tree comes back as StopIteration.value (or from
+    `drive`). Deterministic given settings.seed and the answers."""
     rng = random.Random(settings.seed)
     tree = SearchTree(root=Node(), settings=settings)
     while not _enough(tree) and tree.rounds < settings.max_rounds:

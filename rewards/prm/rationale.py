@@ -1,4 +1,5 @@
-"""The generative-PRM conversation of GroundedPRM (arXiv 2510.14942 §3b), shared by the data builder and the scorer.
+"""The generative-PRM conversation of GroundedPRM (arXiv 2510.14942; docs/algorithms.md#groundedprm-labels), shared
+by the data builder and the scorer.
 
 system: the instruction; user 1: question + step 1; user k: step k; each assistant turn:
 
@@ -13,7 +14,8 @@ system: the instruction; user 1: question + step 1; user k: step k; each assista
     </output>
 
 The label words are parameters everywhere (prompt, target and `find_label`) so training data and scorer cannot
-drift apart (waypoint decision; the released code's training and search scorer disagree, ALGORITHMS.md §3g.3).
+drift apart (waypoint decision; the released code's training and search scorer disagree,
+docs/algorithms.md#departures-from-the-released-code).
 Pure: stdlib only.
 """
 from __future__ import annotations

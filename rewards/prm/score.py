@@ -1,6 +1,6 @@
 """From step verdicts or PRM generations to step scores, and from step scores to a sample's process reward.
 
-GroundedPRM (ALGORITHMS.md §3b) reads a generative PRM's judgement of step k as
+GroundedPRM (docs/algorithms.md#groundedprm-step-scores) reads a generative PRM's judgement of step k as
 
     s_k = p(Right) / (p(Right) + p(Wrong))
 

@@ -1,10 +1,10 @@
 """Checking of solution claims ('3x + 4 = 19, so x = 5'), built by `rewards/prm/claims.py` (`_solutions`).
 
-Runs inside the sandbox child like the rest of check.py. Rule:
+Runs inside the sandbox child like check.py, which calls it for solution claims. Rule:
 - Each claimed value is put into each equation in scope by rebuilding the equation's AST with the unknown bound
-  to the value (`check.build(node, env)`), so the value passes the same power / factorial caps as any literal;
+  to the value (`sympy_values.build(node, env)`), so the value passes the same power / factorial caps as any literal;
   never `subs` on an uncapped expression. The two sides are then closed and compared like a closed equality
-  claim: exactly, or to relative 1e-9 when a decimal is involved (`check._close`).
+  claim: exactly, or to relative 1e-9 when a decimal is involved (`sympy_values.close`).
 - A decimal value states a precision (x = 1.414: half a unit in the last place, 0.0005, as for approx claims in
   check.py): when it does not satisfy the equation to 1e-9, it still counts as satisfying it when lhs - rhs
   changes sign (or vanishes) between x - 0.0005 and x + 0.0005, so a rounded irrational root is not refuted;
@@ -26,21 +26,12 @@ from __future__ import annotations
 
 import sympy
 
-from rewards.prm.check import (
-    SHOW_CHARS,
-    ClaimVerdict,
-    Refused,
-    _close,
-    _finite_number,
-    _half_unit,
-    _show,
-    build,
-    decimal_text,
-    has_decimal,
-    to_sympy,
-)
 from rewards.prm.claims import Claim
 from rewards.prm.parse import ParseError
+from rewards.prm.sympy_values import (
+    SHOW_CHARS, ClaimVerdict, Refused, build, close, decimal_text, finite_number, half_unit, has_decimal, show,
+    to_sympy,
+)
 
 MAX_DEGREE = 4                   # completeness: roots in closed form / exact isolation stay cheap
 MAX_COEFF_BITS = 2000            # completeness: size of a polynomial coefficient
@@ -102,7 +93,7 @@ def _sign(lnode, rnode, name: str, point) -> int | None:
     diff = build(lnode, {name: point}) - build(rnode, {name: point})
     if not diff.is_Rational:
         diff = sympy.N(diff, 30)
-        if not _finite_number(diff) or diff.has(sympy.Function) or not diff.is_real:
+        if not finite_number(diff) or diff.has(sympy.Function) or not diff.is_real:
             return None
     return int(bool(diff > 0)) - int(bool(diff < 0))
 
@@ -143,14 +134,14 @@ def _root_near(lnode, rnode, name: str, value, half) -> tuple[bool | None, str]:
 def _at_value(sides, name: str, value, vnode) -> tuple[bool | None, int, str]:
     """(satisfies one equation?, which, why): True at the first equation it satisfies, False when it provably
     satisfies none, None when some equation could not be decided and none was satisfied."""
-    if not _finite_number(value):
+    if not finite_number(value):
         return None, 0, "undefined value"
-    half = _half_unit(vnode) if has_decimal(vnode) else None
+    half = half_unit(vnode) if has_decimal(vnode) else None
     undecided, why_not = "", ""
     for k, ((_, lnode), (_, rnode)) in enumerate(sides):
         try:
             lv, rv = build(lnode, {name: value}), build(rnode, {name: value})
-            equal, why = _close(lv, rv, not (has_decimal(lnode) or has_decimal(rnode) or has_decimal(vnode)))
+            equal, why = close(lv, rv, not (has_decimal(lnode) or has_decimal(rnode) or has_decimal(vnode)))
             if equal is False and half is not None and _continuous(lnode) and _continuous(rnode):
                 equal, why = _root_near(lnode, rnode, name, value, half)
         except Refused as e:
@@ -166,9 +157,9 @@ def _at_value(sides, name: str, value, vnode) -> tuple[bool | None, int, str]:
 
 def _matches(root, value, vnode) -> bool:
     """A real root is listed: equal to a value, or within the stated precision of a decimal value."""
-    if _close(root, value, True)[0]:
+    if close(root, value, True)[0]:
         return True
-    half = _half_unit(vnode) if has_decimal(vnode) else None
+    half = half_unit(vnode) if has_decimal(vnode) else None
     return half is not None and bool(abs(sympy.N(root - value, 30)) <= half)
 
 
@@ -188,33 +179,33 @@ def check_solution(claim: Claim) -> ClaimVerdict:
             values.append((text, *to_sympy(text)))
         except (ParseError, Refused) as e:
             values.append((text, None, str(e)))
-    shown = [text if v is None or has_decimal(node) or _huge(v) or len(_show(v)) > 40 else _show(v)
+    shown = [text if v is None or has_decimal(node) or _huge(v) or len(show(v)) > 40 else show(v)
              for text, v, node in values]           # '1.414', '(2^500)^399' as written; '+ 2' -> '2
-    equations = "; ".join(f"{_show(lhs)} = {_show(rhs)}" for (lhs, _), (rhs, _) in sides)
+    equations = "; ".join(f"{show(lhs)} = {show(rhs)}" for (lhs, _), (rhs, _) in sides)
     expression = _cap(f"{equations} at {name} = {', '.join(shown)}")
     it = "it" if len(sides) == 1 else "any of them"
     satisfied, unknown = [], []
-    for (text, value, vnode), show in zip(values, shown):
+    for (text, value, vnode), written in zip(values, shown):
         if value is None:
-            unknown.append(f"{name} = {show}: {vnode}")
+            unknown.append(f"{name} = {written}: {vnode}")
             continue
         ok, k, why = _at_value(sides, name, value, vnode)
         if ok is False:
             return ClaimVerdict(claim, "refuted", "", expression,
-                                _cap(f"{name} = {show} does not satisfy {it}: {why}"))
+                                _cap(f"{name} = {written} does not satisfy {it}: {why}"))
         if ok is None:
-            unknown.append(f"{name} = {show}: {why}")
+            unknown.append(f"{name} = {written}: {why}")
         else:
-            satisfied.append((show, k, value, vnode, why))
+            satisfied.append((written, k, value, vnode, why))
     if unknown:
         return ClaimVerdict(claim, "not_checkable", _cap(unknown[0]), expression, _cap("; ".join(unknown)))
-    near = "".join(f" ({name} = {show}: {why})" for show, _, _, _, why in satisfied if why.startswith("a root"))
+    near = "".join(f" ({name} = {written}: {why})" for written, _, _, _, why in satisfied if why.startswith("a root"))
     if len(sides) == 1:
-        names = " and ".join(f"{name} = {show}" for show, _, _, _, _ in satisfied)
+        names = " and ".join(f"{name} = {written}" for written, _, _, _, _ in satisfied)
         result = f"{names} {'satisfies' if len(satisfied) == 1 else 'satisfy'} it{near}"
     else:
-        result = "; ".join(f"{name} = {show} satisfies {_show(sides[k][0][0])} = {_show(sides[k][1][0])}"
-                           for show, k, _, _, _ in satisfied) + near
+        result = "; ".join(f"{name} = {written} satisfies {show(sides[k][0][0])} = {show(sides[k][1][0])}"
+                           for written, k, _, _, _ in satisfied) + near
     if not claim.complete:
         return ClaimVerdict(claim, "verified", "", expression, _cap(result))
     for (lhs, lnode), (rhs, rnode) in sides:
@@ -223,12 +214,12 @@ def check_solution(claim: Claim) -> ClaimVerdict:
             result += f"; completeness not checked ({why})"
             continue
         missing = [r for r in roots if not any(_matches(r, value, vnode) for _, _, value, vnode, _ in satisfied)]
-        listed = ", ".join(_show(r if r.is_Rational else sympy.N(r, 10)) for r in roots) or "none"
+        listed = ", ".join(show(r if r.is_Rational else sympy.N(r, 10)) for r in roots) or "none"
         if missing:
             root = missing[0] if missing[0].is_Rational else sympy.N(missing[0], 10)
             return ClaimVerdict(claim, "refuted", "", expression,
-                                _cap(f"{result}, but misses the real root {name} = {_show(root)} "
-                                     f"of {_show(lhs)} = {_show(rhs)} (real roots: {listed})"))
-        of = f" of {_show(lhs)} = {_show(rhs)}" if len(sides) > 1 else ""
+                                _cap(f"{result}, but misses the real root {name} = {show(root)} "
+                                     f"of {show(lhs)} = {show(rhs)} (real roots: {listed})"))
+        of = f" of {show(lhs)} = {show(rhs)}" if len(sides) > 1 else ""
         result += f"; all real roots{of} listed ({listed})"
     return ClaimVerdict(claim, "verified", "", expression, _cap(result))

@@ -13,29 +13,7 @@ import os
 import signal
 import time
 
-from rewards.prm.check import (
-    ClaimVerdict,
-    StepVerdict,
-    answers_equivalent,
-    check_claim,
-    verify_step,
-)
-from rewards.prm.claims import Claim, extract_claims
-from rewards.prm.parse import ParseError, normalise_latex, parse
-
-__all__ = [
-    "Claim",
-    "ClaimVerdict",
-    "ParseError",
-    "StepVerdict",
-    "ToolVerifier",
-    "answers_equivalent",
-    "check_claim",
-    "extract_claims",
-    "normalise_latex",
-    "parse",
-    "verify_step",
-]
+from rewards.prm.check import StepVerdict, answers_equivalent, verify_step
 
 START_TIMEOUT_S = 60.0           # spawning + importing sympy is not the claim's time
 
