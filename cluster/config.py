@@ -1,7 +1,7 @@
 """One pydantic model tree for a whole run, loaded from YAML with `--set a.b=c` overrides.
 
 Every section forbids unknown keys, so a typo in a config file is an error that names the key and the file
-instead of a silently ignored knob. Paper knobs carry the paper's default (ALGORITHMS.md).
+instead of a silently ignored knob. Paper knobs carry the paper's default (docs/algorithms.md#decisions).
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from learner.algorithms.config import AlgorithmConfig
 from learner.config import LearnerConfig, Section
+from rewards.map_vqa import QUESTION_TYPES
 
-QUESTION_TYPES = ("torf1", "torf2", "counting1", "counting2", "counting3", "planning")
 
 
 class ConfigError(ValueError):
@@ -56,7 +56,8 @@ class StageConfig(Section):
 
 
 class CurriculumConfig(Section):
-    """RewardMap's multi-stage curriculum (ALGORITHMS.md §1): stages of question types and a switch rule."""
+    """RewardMap's multi-stage curriculum (docs/algorithms.md#rewardmap-curriculum): stages of question types and
+    a switch rule."""
     enabled: bool = False
     mode: Literal["staged", "released_order"] = "staged"   # released_order: one ordered pass, no switches
     stages: list[StageConfig] | None = None   # None: yes/no -> counting -> stops-between -> planning
@@ -67,7 +68,7 @@ class CurriculumConfig(Section):
 
 
 class VASConfig(Section):
-    """MMR1 Variance-Aware Sampling (ALGORITHMS.md §4)."""
+    """MMR1 Variance-Aware Sampling (docs/algorithms.md#mmr1-vas)."""
     enabled: bool = False
     mix_ratio: float = Field(0.5, ge=0.0, le=1.0)   # lambda: share of each batch drawn by VPS
     update_every: int = Field(35, ge=1)       # T_update: optimizer steps between scoring passes
@@ -166,7 +167,7 @@ class RewardConfig(Section):
 
 
 class MCTSConfig(Section):
-    """GroundedPRM's label search (ALGORITHMS.md §3b): `python -m cluster.build_prm_data`."""
+    """GroundedPRM's label search (docs/algorithms.md#groundedprm-mcts): `python -m cluster.build_prm_data`."""
     child_nums: int = Field(3, ge=1)      # k children per expansion
     simulation_depth: int = Field(5, ge=1)
     max_rounds: int = Field(8, ge=1)      # execute_round (12 with depth 9 for MATH level > 3)
@@ -193,7 +194,8 @@ class SearchConfig(Section):
 
 
 class PRMConfig(Section):
-    """GroundedPRM process rewards (ALGORITHMS.md §3): a PRM actor on the route reward -> prm -> buffer."""
+    """GroundedPRM process rewards (docs/algorithms.md#groundedprm-step-scores): a PRM actor on the route
+    reward -> prm -> buffer."""
     enabled: bool = False                 # score every step of every sample in the RL loop
     model: str | None = None              # generative PRM checkpoint; None: tool-only (verifier verdicts)
     step_mode: Literal["auto", "blank_line", "step_marker", "newline"] = "auto"

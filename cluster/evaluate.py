@@ -33,7 +33,7 @@ def evaluation_report(samples: list[dict]) -> dict:
     accuracy = mean correctness over samples (avg@n); pass@n = share of prompts with a correct sample;
     weighted_accuracy = sum_i W_i acc_i / sum_i W_i with RewardMap's difficulty weight W (city: easy 1.0,
     middle 1.2, hard 1.5; +0.5 for planning with transfers), the paper's difficulty-weighted accuracy;
-    detail = mean planning detail reward (ALGORITHMS.md §1b) over planning samples.
+    detail = mean planning detail reward (docs/algorithms.md#rewardmap-detail-reward) over planning samples.
     """
     if not samples:
         raise ValueError("nothing to report: no scored samples")

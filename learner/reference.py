@@ -1,4 +1,4 @@
-"""GRPO-CARE's reference model (arXiv 2506.16141, ALGORITHMS.md §2b steps 2 and 9), without Ray.
+"""GRPO-CARE's reference model (arXiv 2506.16141; docs/algorithms.md#grpo-care-reference-model), without Ray.
 
     theta_ref <- d * theta_ref + (1 - d) * theta        every `every` optimizer steps (d = 0.995, every = 10)
     p_i = exp( mean_{t in answer span} log pi_ref(o_{i,t} | q, o_{i,<t}) )

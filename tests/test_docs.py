@@ -61,8 +61,6 @@ def test_every_cited_anchor_exists():
 
 def test_no_citation_of_documents_outside_the_repository():
     outside = re.compile(r"\b(ALGORITHMS|DESIGN|ENVIRONMENT)\.md\b|\.\./shared/")
-    # learner/ and cluster/config.py, cluster/evaluate.py: being rewritten; their citations are listed for the lead
-    pending = {"learner/reference.py", "cluster/config.py", "cluster/evaluate.py"}
     hits = [str(p.relative_to(ROOT)) for p in project_files()
             if p.name != "test_docs.py" and outside.search(p.read_text(errors="replace"))]
-    assert set(hits) <= pending, sorted(set(hits) - pending)
+    assert not hits, sorted(hits)

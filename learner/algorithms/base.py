@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from data.trajectory import TrajectoryGroup
 from learner.losses import clipped_surrogate, masked_mean
-
-if TYPE_CHECKING:
-    from learner.algorithms.config import AlgorithmConfig
 
 ALGORITHMS: dict[str, type["Algorithm"]] = {}
 
@@ -96,7 +93,8 @@ class Algorithm:
     Config: ClassVar[type | None] = None   # a plugin's own options section (algorithm.options)
     default_eps: ClassVar[float] = 1e-6
 
-    def __init__(self, cfg: "AlgorithmConfig"):
+    def __init__(self, cfg):
+        """`cfg`: the whole `algorithm` section (learner.algorithms.config.AlgorithmConfig)."""
         self.cfg = cfg
         self.eps = cfg.adv_eps if cfg.adv_eps is not None else self.default_eps
         self.options = self.Config.model_validate(cfg.options) if self.Config is not None else None
