@@ -104,6 +104,10 @@ def _local() -> bool:
     return os.environ.get("WAYPOINT_LOCAL_CLUSTER") == "1"
 
 
+class LearnerDiedError(RuntimeError):
+    """A learner rank's actor died (its process, node or GPU); the group cannot continue."""
+
+
 class LearnerGroup:
     """Driver-side handle: the L workers behave like one learner."""
 
@@ -117,7 +121,18 @@ class LearnerGroup:
             ray.get(self.setup_refs)
 
     def step(self, batch: list) -> dict:
-        return ray.get([w.train_step.remote(batch) for w in self.workers])[0]
+        """Rank 0's stats. Ranks are waited for as they finish, so a dead rank is reported at once (the others
+        would sit in a collective until its timeout)."""
+        refs = [w.train_step.remote(batch) for w in self.workers]
+        pending = list(refs)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            try:
+                ray.get(ready[0])
+            except ray.exceptions.RayActorError as e:
+                raise LearnerDiedError(f"learner rank {refs.index(ready[0])} of {len(refs)} died during a "
+                                       f"step ({type(e).__name__})") from e
+        return ray.get(refs[0])
 
     def export_weights(self) -> dict:
         return ray.get([w.export_weights.remote() for w in self.workers])[0]

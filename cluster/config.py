@@ -227,8 +227,10 @@ class TrainConfig(Section):
     seed: int = 0
     run_dir: str = "runs/default"
     progress: bool = True
-    checkpoint_every: int = 0             # 0 = only at the end
-    resume: bool = False                  # continue from <run_dir>/checkpoint when one is there
+    # every N steps and at the end (0 = only at the end); a crash loses at most N steps
+    checkpoint_every: int = Field(50, ge=0)
+    keep_checkpoints: int = Field(2, ge=1)   # newest complete checkpoints kept under <run_dir>/checkpoint
+    resume: bool = False                  # continue from the latest checkpoint under <run_dir>/checkpoint
     eval_every: int = 0                   # greedy evaluation on a held-out synthetic split; 0 = off
     eval_networks: int = 10               # networks in that split (8 questions per network and type)
 

@@ -14,13 +14,14 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from cluster.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from cluster.checkpoint import has_checkpoint, latest_checkpoint, load_checkpoint, save_checkpoint
 from cluster.config import WaypointConfig
 from cluster.launch import spawn_actors, start_cluster, wait_started
 from cluster.metrics import MetricsLogger
+from cluster.preemption import StopRequest
 from cluster.progress import progress_bar
 from cluster.tasks import load_task_rows, resolve_policy
-from actors.learner_worker import LearnerGroup
+from actors.learner_worker import LearnerDiedError, LearnerGroup
 from learner.engine import LearnerSpec
 from actors.weight_sync import TRANSPORTS
 from cluster.feeder import RolloutFeeder
@@ -59,6 +60,11 @@ def train(cfg: WaypointConfig) -> dict:
               f"metrics=http://{cfg.cluster.host}:{metrics.port}/metrics log={metrics.path}", flush=True)
 
         ckpt = run_dir / "checkpoint"
+
+        def save(step: int):
+            return save_checkpoint(ckpt, step, learner, schedule, feeder, actors.buffer, actors.reference,
+                                   keep=cfg.train.keep_checkpoints)
+
         start = 0
         if cfg.train.resume and has_checkpoint(ckpt):                      # learner, sampler, feeder, buffer
             start = load_checkpoint(ckpt, learner, schedule, feeder, actors.buffer, actors.reference)
@@ -69,12 +75,13 @@ def train(cfg: WaypointConfig) -> dict:
         first["time/initial_schedule_s"] = first.pop("time/schedule_s", 0.0)
         feeder.start()
         last = feeder.stats()
-        with progress_bar(cfg.train.steps, enabled=cfg.train.progress) as bar:
+        done = start
+        with progress_bar(cfg.train.steps, enabled=cfg.train.progress) as bar, StopRequest() as stop:
             for step in range(start, cfg.train.steps):
                 t0 = time.perf_counter()
                 batch = take_batch(actors.buffer, feeder, gps, learner_version=step)  # scored groups
                 t1 = time.perf_counter()
-                stats = learner.step([entry[0] for entry in batch])                 # advantages, loss, step
+                stats = learner_step(learner, batch, ckpt)                          # advantages, loss, updates
                 t2 = time.perf_counter()
                 sync = transport.publish(learner, consumers, version=step + 1)   # new weights (+ EMA ref)
                 extra = between.run(step + 1, stats.pop("groups"))      # stage switch, VPS pass, evaluation
@@ -85,16 +92,23 @@ def train(cfg: WaypointConfig) -> dict:
                                      reference=ray.get([a.stats.remote() for a in actors.reference[:1]]),
                                      prm=ray.get([a.stats.remote() for a in actors.prm]))
                 record.update({**first, **extra, **schedule.metrics()})
-                first, last = {}, now
+                first, last, done = {}, now, step + 1
                 metrics.log(step, record)
                 bar.update(step, record)
+                if stop.requested:                                             # preempted: checkpoint below
+                    break
                 every = cfg.train.checkpoint_every
-                if every and (step + 1) % every == 0 and step + 1 < cfg.train.steps:
-                    save_checkpoint(ckpt, step + 1, learner, schedule, feeder, actors.buffer, actors.reference)
+                if every and done % every == 0 and done < cfg.train.steps:
+                    save(done)
 
-        save_checkpoint(ckpt, cfg.train.steps, learner, schedule, feeder, actors.buffer, actors.reference)
+        path = save(done)                                             # the final (or preempted) checkpoint
         feeder.stop(drain=True)
-        summary = close_accounting(feeder.stats(), ray.get(actors.buffer.stats.remote()), cfg.train.steps * gps)
+        summary = close_accounting(feeder.stats(), ray.get(actors.buffer.stats.remote()), done * gps)
+        if stop.requested:
+            summary["preempted"] = {"signal": stop.name, "step": done, "checkpoint": str(path),
+                                    "exit_code": stop.exit_code}
+            print(f"[waypoint] {stop.name}: checkpointed step {done} of {cfg.train.steps} to {path}; continue "
+                  f"with --set train.resume=true", flush=True)
         summary["metrics_path"] = str(metrics.path)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         learner.shutdown()
@@ -148,6 +162,16 @@ class BetweenSteps:
                         if k in ("accuracy", "weighted_accuracy", "format_rate", "detail")})
         out["time/schedule_s"] = time.perf_counter() - t0
         return out
+
+
+def learner_step(learner: LearnerGroup, batch: list, ckpt: Path) -> dict:
+    """One learner step; a dead learner rank stops the run naming the rank and where to resume from."""
+    try:
+        return learner.step([entry[0] for entry in batch])
+    except LearnerDiedError as e:
+        last = latest_checkpoint(ckpt)
+        raise RuntimeError(f"{e}. Last checkpoint: {last or 'none'}"
+                           + ("; continue with --set train.resume=true" if last else "")) from e
 
 
 def take_batch(buffer, feeder: RolloutFeeder, n: int, learner_version: int, poll_s: float = 5.0) -> list:

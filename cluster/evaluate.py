@@ -132,7 +132,8 @@ def policy_from_checkpoint(checkpoint: str, base_path: str, out_dir: Path) -> st
     path = Path(checkpoint)
     if (path / "config.json").is_file():
         return str(path)
-    learner = path / "learner"
+    from cluster.checkpoint import latest_checkpoint
+    learner = (latest_checkpoint(path) or path) / "learner"
     if not (learner / "latest").is_file():
         raise FileNotFoundError(f"{checkpoint}: neither a Hugging Face model (config.json) nor a waypoint run "
                                 f"checkpoint (learner/latest)")

@@ -18,7 +18,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from cluster.controller import train
     summary = train(cfg)
-    return 0 if summary["accounting"]["closes"] else 1
+    if not summary["accounting"]["closes"]:
+        return 1
+    return summary["preempted"]["exit_code"] if "preempted" in summary else 0
 
 
 if __name__ == "__main__":

@@ -82,3 +82,17 @@ def test_an_algorithm_from_outside_the_package_trains_in_a_ray_worker(local_ray,
     assert stats["toy/groups"] == 4                       # the plugin's advantages ran in the worker
     assert stats["adv/std"] == pytest.approx(1.0)         # every advantage is +-1 (rewards vary in each group)
     assert max(np.abs(v).max() for v in delta.values()) > 0
+
+
+def test_a_dead_learner_rank_is_named_at_once(local_ray):
+    from actors.learner_worker import LearnerDiedError
+    cfg = load_config("configs/cpu_tiny.yaml", ["learner.micro_batch_size=4", "learner.num_workers=2"])
+    group, actors = learner_group(cfg, 2)
+    try:
+        ray.kill(actors[1])
+        batch = scored_groups(4, 4, vocab(cfg), seed=6)
+        with pytest.raises(LearnerDiedError, match="learner rank 1 of 2 died"):
+            group.step([[ray.put(g)] for g in batch])
+    finally:
+        for a in actors:
+            ray.kill(a)

@@ -138,6 +138,8 @@ def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
     from cluster.metrics import read_jsonl
     from safetensors.numpy import load_file
 
+    from cluster.checkpoint import latest_checkpoint
+
     opts = ("rollout.engine=hf",   # starts in seconds; vLLM's per-request seeds give the same guarantee
             "learner.weight_sync=collective",   # weights to rollout and the EMA reference by gloo broadcast
             "learner.weight_bucket_mb=0.25",
@@ -179,8 +181,8 @@ def test_train_loop_metrics_accounting_and_exact_resume(local_ray, tmp_path):
             assert b[step][key] == pytest.approx(a[step][key], rel=1e-5, abs=1e-6), (step, key)
     assert a[-1]["care/ema_updates"] == 4 and b[-1]["care/ema_updates"] == 4
     # the EMA reference continued from its checkpoint: after 4 steps it equals the straight run's
-    ema = [load_file(str(t / "run" / "checkpoint" / "reference" / "ema.safetensors")) for t in (tmp_path / "a",
-                                                                                              tmp_path / "b")]
+    ema = [load_file(str(latest_checkpoint(t / "run" / "checkpoint") / "reference" / "ema.safetensors"))
+           for t in (tmp_path / "a", tmp_path / "b")]
     assert ema[0].keys() == ema[1].keys()
     for name in ema[0]:
         np.testing.assert_allclose(ema[1][name], ema[0][name], rtol=0, atol=1e-6, err_msg=name)
