@@ -1,6 +1,9 @@
-"""`make run`'s default config really learns: the acceptance margin stated in the README.
+"""`make run`'s default config trains end to end and learns the answer FORMAT: the margin stated in the README.
 
-The tiny policy starts from random weights; within the default 60 steps it discovers and then mostly uses
+This is a format test, not a claim that the model reads the map: a policy that always answers \\boxed{yes}
+scores about 6.77 total reward and 0.5 accuracy on this balanced yes/no data, about where the default run ends.
+Whether a model gets better at the task itself is measured on held-out questions against the best constant
+answer (benchmarks/, not a test). The tiny policy starts from random weights; within the default 60 steps it discovers and then mostly uses
 the answer format (format ~0 -> 0.8-0.95), which lifts mean total reward from under 1 to 5-7. When the format
 is first found depends on the random init (two tokenizer builds: step ~10 and step ~30), so we require the
 mean of the last quarter of steps to exceed the first quarter's by MARGIN reward points and a last-quarter
@@ -21,7 +24,7 @@ FORMAT_RATE = 0.6     # from ~0.02 in the first quarter
 
 
 @pytest.mark.slow
-def test_default_config_learns(tmp_path):
+def test_default_config_learns_the_answer_format(tmp_path):
     run_dir = tmp_path / "run"
     env = dict(os.environ)
     env.setdefault("WAYPOINT_CACHE", os.path.expanduser("~/.cache/waypoint"))
