@@ -3,7 +3,9 @@
 This is a format test, not a claim that the model reads the map: a policy that always answers \\boxed{yes}
 scores about 6.77 total reward and 0.5 accuracy on this balanced yes/no data, about where the default run ends.
 Whether a model gets better at the task itself is measured on held-out questions against the best constant
-answer (benchmarks/, not a test). The tiny policy starts from random weights; within the default 60 steps it discovers and then mostly uses
+answer (benchmarks/, not a test).
+
+The tiny policy starts from random weights; within the default 60 steps it discovers and then mostly uses
 the answer format (format ~0 -> 0.8-0.95), which lifts mean total reward from under 1 to 5-7. When the format
 is first found depends on the random init (two tokenizer builds: step ~10 and step ~30), so we require the
 mean of the last quarter of steps to exceed the first quarter's by MARGIN reward points and a last-quarter

@@ -29,7 +29,8 @@ def start(run_dir: Path, steps: int, *extra: str) -> subprocess.Popen:
     log = open(run_dir.parent / f"{run_dir.name}.log", "ab")
     return subprocess.Popen([sys.executable, "-m", "cluster.train", "--config", "configs/cpu_tiny.yaml", *sets],
                             cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
+                            env={**os.environ,
+                                 "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])})
 
 
 def finish(p: subprocess.Popen) -> int:
