@@ -14,6 +14,7 @@ resources, checked against the cluster (totals and per node) before anything sta
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass, field
 
 import ray
@@ -21,8 +22,8 @@ from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
 from cluster.config import WaypointConfig
-from cluster.placement import (GroupPlan, PlacementError, bundles_for, check_resources, engine_group, placement_plan,
-                               role_summary, tensor_parallel)
+from cluster.placement import (GroupPlan, PlacementError, bundles_for, check_resources, engine_group, free_standing,
+                               placement_plan, role_summary, tensor_parallel)
 
 
 def worker_env(use_gpu: bool) -> dict[str, str]:
@@ -71,7 +72,7 @@ def _uses_gpu(cfg: WaypointConfig) -> bool:
 
 
 def _cpus_needed(cfg: WaypointConfig) -> int:
-    need = (sum(b.get("CPU", 0) for b in bundles_for(cfg)) + cfg.reward.num_actors * cfg.reward.num_cpus)
+    need = sum(b.get("CPU", 0) for b in bundles_for(cfg)) + free_standing(cfg)["CPU"]
     return int(need + 0.999)
 
 
@@ -203,13 +204,19 @@ def standalone_rollout(cfg: WaypointConfig, model_path: str, engine: str, vision
     return [rollout_actor(cfg, model_path, engine, vision, i, env) for i in range(cfg.rollout.num_actors)], env
 
 
-def wait_started(starting: list[tuple[str, object]]) -> None:
+def wait_started(starting: list[tuple[str, object]], timeout_s: float = 900.0) -> None:
     """Block until every (name, ref) of a start-up task is done; the first to fail stops the wait with its name
-    and error (engines, DeepSpeed init and model loads run at once, so whichever breaks first is reported)."""
+    and error (engines, DeepSpeed init and model loads run at once, so whichever breaks first is reported). What
+    has not started within `timeout_s` (never scheduled, or hung) fails the run naming it and the free resources."""
     names = {ref: name for name, ref in starting}
     pending = list(names)
+    deadline = time.monotonic() + timeout_s
     while pending:
-        done, pending = ray.wait(pending, num_returns=1)
+        done, pending = ray.wait(pending, num_returns=1, timeout=max(deadline - time.monotonic(), 0.0))
+        if not done:
+            raise PlacementError(f"not started after {timeout_s:g} s: {', '.join(names[r] for r in pending)} "
+                                 f"(free now: {ray.available_resources()}; an actor the cluster cannot schedule "
+                                 f"waits here: see `ray status` for pending demands)")
         try:
             ray.get(done[0])
         except Exception as e:  # noqa: BLE001 - re-raised with the actor's name

@@ -100,6 +100,11 @@ def _fmt(resources: dict[str, float], zero_gpu: bool = True) -> str:
     return ", ".join(parts)
 
 
+def free_standing(cfg: WaypointConfig) -> dict:
+    """What the actors outside every placement group ask: the reward actors (the buffer asks nothing)."""
+    return {"CPU": cfg.reward.num_actors * cfg.reward.num_cpus}
+
+
 def role_summary(cfg: WaypointConfig) -> list[str]:
     """What each role asks, e.g. "rollout: 2 engines x tp 4 = 8 GPU, 16 CPU" or "learner: 4 x 1 GPU = 4 GPU, 8 CPU"."""
     r, L, care, prm = cfg.rollout, cfg.learner, cfg.algorithm.care, cfg.prm
@@ -120,6 +125,7 @@ def role_summary(cfg: WaypointConfig) -> list[str]:
         lines.append(line("reference", 1, care.num_cpus, care.num_gpus))
     if prm.enabled:
         lines.append(line("prm", prm.num_actors, prm.num_cpus, prm.num_gpus))
+    lines.append(line("reward", cfg.reward.num_actors, cfg.reward.num_cpus, 0.0))
     return lines
 
 
@@ -128,7 +134,7 @@ def check_resources(cfg: WaypointConfig, available: dict, nodes: list[dict] | No
     cluster has. `available`: total resources (`ray.cluster_resources()`); `nodes`: one resource dict per alive
     node (`ray.nodes()[i]["Resources"]`), for the per-node checks of `check_node_fit`."""
     groups = placement_plan(cfg)
-    asked = _sum_bundles([b for g in groups for b in g.bundles])
+    asked = _sum_bundles([b for g in groups for b in g.bundles] + [free_standing(cfg)])
     short = {k: v for k, v in asked.items() if v > available.get(k, 0) + 1e-9}
     if short:
         detail = ", ".join(f"{k}: asked {v:g}, cluster has {available.get(k, 0):g}" for k, v in short.items())

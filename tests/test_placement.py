@@ -53,7 +53,8 @@ def test_tp1_plan_3b_one_shared_group():
     assert shared.bundles == [{"GPU": 1, "CPU": 4}] * 8
     assert shared.slots == {"rollout": [0, 1, 2, 3], "learner": [4, 5, 6, 7]}
     assert bundles_for(cfg) == shared.bundles
-    assert role_summary(cfg) == ["rollout: 4 engines x 1 GPU = 4 GPU, 16 CPU", "learner: 4 x 1 GPU = 4 GPU, 16 CPU"]
+    assert role_summary(cfg) == ["rollout: 4 engines x 1 GPU = 4 GPU, 16 CPU", "learner: 4 x 1 GPU = 4 GPU, 16 CPU",
+                                 "reward: 4 x 1 CPU = 4 CPU"]
     check_resources(cfg, {"GPU": 8, "CPU": 64}, [node(8)])
 
 
@@ -339,3 +340,14 @@ def test_reserve_on_local_ray(local_ray):
     with pytest.raises(PlacementError, match="rollout: 2 engines x tp 2 = 4 GPU"):
         reserve_placement(gpu_cfg("gpu_qwen25vl_7b_1node"))            # nothing is created on failure
     assert not [g for g in ray.util.placement_group_table().values() if g["state"] == "PENDING"]
+
+
+def test_the_default_on_a_two_cpu_head_fails_at_once_naming_the_reward_actor():
+    """`ray start --head --num-cpus 2` + the default config: rollout 1 + learner 1 + reward 0.25 CPU do not fit.
+    The check counts the free-standing reward actors too, so this fails before anything starts instead of
+    leaving the reward actor pending forever."""
+    cfg = load_config(ROOT / "configs/cpu_tiny.yaml")
+    with pytest.raises(PlacementError, match=r"CPU: asked 2.25, cluster has 2") as e:
+        check_resources(cfg, {"CPU": 2.0}, [{"CPU": 2.0}])
+    assert "reward: 1 x 0.25 CPU" in str(e.value) and "learner: 1 x 1 CPU" in str(e.value)
+    check_resources(cfg, {"CPU": 3.0}, [{"CPU": 3.0}])      # fits with one more logical CPU
