@@ -1,6 +1,6 @@
 """Learner forward + backward throughput: padded vs packed vs shared-prefix (learner.forward).
 
-    python -m benchmarks.learner [--quick] [--json PATH] [--threads 2] [--repeats 3]
+    python -m benchmarks.learner [--quick] [--json PATH] [--threads 1] [--repeats 5] [--large-repeats 3]
 
 One step = one forward and backward of a token-mean loss over `groups` prompt groups of G responses each
 (random token ids, every prompt P tokens, every response R tokens). Useful tokens per step are counted the same
@@ -74,10 +74,10 @@ def time_cell(step, repeats: int) -> list[float]:
     return times
 
 
-def run(cells: list[tuple[str, int, int]], groups: int, repeats: int, response_len: int) -> list[dict]:
+def run(cells: list[tuple[str, int, int, int]], groups: int, response_len: int) -> list[dict]:
     results = []
     loaded: dict[str, tuple] = {}
-    for name, p, g in cells:
+    for name, p, g, repeats in cells:
         if name not in loaded:
             loaded.clear()
             loaded[name] = load(name)
@@ -114,30 +114,34 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="prompt 128/512, G 4/8, no SmolLM2, 1 repeat")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
+    # 1: on the shared 2-core CPU machine two OpenMP threads stall on each other (5-10x slower under load)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--large-repeats", type=int, default=3, help="repeats for SmolLM2 (a padded step is ~1 min)")
     ap.add_argument("--groups", type=int, default=1, help="prompt groups per step")
     ap.add_argument("--no-smollm2", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     prompts, gs = ((128, 512), (4, 8)) if args.quick else ((128, 512, 2048), (4, 8, 16))
-    cells = [(TINY_QWEN2, p, g) for p in prompts for g in gs]
-    if not (args.quick or args.no_smollm2):
-        cells.append((SMOLLM2, *ACCEPTANCE))
     repeats = 1 if args.quick else args.repeats
+    cells = [(TINY_QWEN2, p, g, repeats) for p in prompts for g in gs]
+    if not (args.quick or args.no_smollm2):
+        cells.append((SMOLLM2, *ACCEPTANCE, args.large_repeats))
     print(f"torch {torch.__version__}, {args.threads} threads, fp32, sdpa; {args.groups} group(s)/step, "
-          f"response {RESPONSE_LEN} tokens, median of {repeats} after 1 warm-up\n"
+          f"response {RESPONSE_LEN} tokens, median of {repeats} ({args.large_repeats} for SmolLM2) "
+          f"timed steps after 1 warm-up\n"
           f"useful tokens = groups x G x (prompt + response), the same for every mode; (x) = ratio to padded\n")
     print(HEADER, flush=True)
-    results = run(cells, args.groups, repeats, RESPONSE_LEN)
+    results = run(cells, args.groups, RESPONSE_LEN)
     for r in results:
         if (r["prompt_len"], r["G"]) == ACCEPTANCE:
             ratio = r["modes"]["shared_prefix"]["ratio_to_padded"]
             print(f"\nacceptance {r['model']} P=512 G=8: shared_prefix {ratio:.2f}x padded "
                   f"({'holds' if ratio >= 3 else 'FAILS'}, bar 3x)")
     if args.json:
-        meta = {"torch": torch.__version__, "threads": args.threads, "repeats": repeats, "groups": args.groups,
+        meta = {"torch": torch.__version__, "threads": args.threads, "repeats": repeats,
+                "large_repeats": args.large_repeats, "groups": args.groups,
                 "machine": platform.processor() or platform.machine(), "dtype": "float32", "attn": "sdpa"}
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=2)
