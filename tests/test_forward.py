@@ -196,3 +196,22 @@ def test_vision_shared_prefix_trains_the_vision_tower(vl_setup):
     response_logprobs(model, segs, "shared_prefix", 1.0, True, tok.pad_token_id).sum().backward()
     assert model.model.visual.patch_embed.proj.weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
+
+
+def test_qwen2_5_vl_modes_equal_padded(vl_setup):
+    """The Qwen2.5-VL class takes the same path (its own get_rope_index, 3-D positions, window-attention tower):
+    a random small one from its config, fed the tiny Qwen2-VL processor's prompts (same tokens and patches)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    vl, tok, segs = vl_setup
+    c = vl.config
+    text = c.text_config.to_dict()
+    text.update(num_hidden_layers=1, layer_types=["full_attention"])
+    vision = dict(depth=2, hidden_size=64, out_hidden_size=128, intermediate_size=128, num_heads=2,
+                  patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                  fullatt_block_indexes=[1])
+    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=c.image_token_id,
+                           video_token_id=c.video_token_id, vision_start_token_id=c.vision_start_token_id,
+                           vision_end_token_id=c.vision_end_token_id, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    _assert_same(model, segs, True, tok.pad_token_id, vision_token_ids(tok))
