@@ -36,16 +36,21 @@ x4 (fp32 additive, eager), e.g. one 4096-token row = 16 MiB (sdpa).
 `packed` is the same machinery with every response in its own piece (padding-free, nothing shared): the middle
 column of benchmarks/learner.py. `padded` is the engine's original layout.
 
-Logits are computed only at the positions that predict a response token (`logits_to_keep` with the columns
-needed), in every mode: the vocabulary projection of prompt positions is never used.
+Logits are computed only at the columns that predict a response token (`logits_to_keep`, the union of those
+columns over the rows), in every mode: the vocabulary projection of prompt positions is never used. In the
+padded layout that is exactly R columns; packed rows may need more of their columns, never more than all.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from learner.batch import SampleRef
 
 FORWARD_MODES = ("padded", "packed", "shared_prefix")
 # attention implementations that use a custom 4-D mask exactly as given
@@ -79,6 +84,19 @@ def resolve_forward_mode(requested: str, attn_implementation: str) -> str:
                          f"implementation {attn_implementation!r} cannot take; use sdpa or eager attention, "
                          f"or forward mode 'padded' (or 'auto')")
     return requested
+
+
+def segments_of(items: list[SampleRef]) -> list[Segment]:
+    """The engine's micro-batch as segments: consecutive samples of one group share a segment, so output rows
+    keep the items' order (and match learner.batch.collate's rows)."""
+    segments: list[Segment] = []
+    last = None
+    for it in items:
+        if it.group is not last:
+            segments.append(Segment(it.group.prompt_ids, [], it.group.mm_inputs))
+            last = it.group
+        segments[-1].responses.append(it.group.samples[it.index].token_ids)
+    return segments
 
 
 def response_lengths(segments: list[Segment]) -> list[int]:

@@ -16,6 +16,7 @@ from learner.forward import (
     resolve_forward_mode,
     response_logprobs,
     response_mask,
+    segments_of,
     shared_prefix_mask,
 )
 from learner.model_zoo import resolve_model
@@ -110,6 +111,18 @@ def test_response_mask_and_bad_segments(text_setup):
         response_logprobs(model, [Segment([5, 6], [])], "padded", 1.0, False, tok.pad_token_id)
     with pytest.raises(ValueError, match="unknown forward mode"):
         response_logprobs(model, _text_segments(), "auto", 1.0, False, tok.pad_token_id)
+
+
+def test_segments_of_micro_batch_items_keeps_their_order():
+    from data.trajectory import Sample, TrajectoryGroup
+    from learner.batch import SampleRef, collate
+    groups = [TrajectoryGroup(f"g{k}", "p", {}, [5 + k] * (2 + k),
+                              [Sample([10 + k] * n, [-1.0] * n, "", "stop", 0) for n in (1, 3, 2)], 0)
+              for k in range(2)]
+    items = [SampleRef(groups[0], 2, 0.0), SampleRef(groups[1], 0, 0.0), SampleRef(groups[1], 1, 0.0)]
+    segs = segments_of(items)
+    assert [(s.prompt_ids, s.responses) for s in segs] == [([5, 5], [[10, 10]]), ([6, 6, 6], [[11], [11, 11, 11]])]
+    torch.testing.assert_close(response_mask(segs), collate(items, 0)["response_mask"], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("blocked", [False, True])
