@@ -28,10 +28,12 @@ Memory and rows: the mask is O(L^2) per row, and attention over a row computes t
 CPU and GPU sdpa kernels do not skip them), so packing unrelated sequences into one long row costs quadratic
 work for nothing; sharing happens only inside a segment. Rows are therefore no wider than the widest piece
 (first-fit decreasing: short pieces fill the room beside others, a piece as wide as the widest gets its own
-row), rows are right-padded to that width and run in one call. A segment longer than `max_row_tokens` on its
-own is split by responses into pieces that each carry a copy of the prompt (and image), so no row is wider
-than the budget unless one prompt plus one response is. Mask memory: rows x width^2 bytes (bool, sdpa) or
-x4 (fp32 additive, eager), e.g. one 4096-token row = 16 MiB (sdpa).
+row), rows are right-padded to that width and run in one call. A segment is split by responses into pieces
+that each carry a copy of the prompt (and image) when it is longer than `max_row_tokens` (so no row is wider
+than the budget unless one prompt plus one response is), or when a rough cost model (dense-layer work ~ T,
+attention ~ ratio x T^2 from the model's widths) says a few prompt copies are cheaper than the masked
+response-to-response blocks of one long row (long responses on a narrow model). Mask memory: rows x width^2
+bytes (bool, sdpa) or x4 (fp32 additive, eager), e.g. one 4096-token row = 16 MiB (sdpa).
 
 `packed` is the same machinery with every response in its own piece (padding-free, nothing shared): the middle
 column of benchmarks/learner.py. `padded` is the engine's original layout.
@@ -125,7 +127,8 @@ def response_logprobs(model, segments: list[Segment], mode: str, temperature: fl
         inputs, pick = padded_inputs(segments, pad_id, vision)
     elif mode in ("packed", "shared_prefix"):
         check_packable(model, mode)
-        pieces = single_response_pieces(segments) if mode == "packed" else budget_pieces(segments, max_row_tokens)
+        pieces = (single_response_pieces(segments) if mode == "packed"
+                  else budget_pieces(segments, max_row_tokens, attention_cost_ratio(model)))
         inputs, pick = packed_inputs(model, pieces, len(response_lengths(segments)), pad_id, vision)
     else:
         raise ValueError(f"unknown forward mode {mode!r}; expected one of {', '.join(FORWARD_MODES)}")
@@ -235,23 +238,50 @@ def single_response_pieces(segments: list[Segment]) -> list[Piece]:
             for r, i in zip(s.responses, idx)]
 
 
-def budget_pieces(segments: list[Segment], max_row_tokens: int) -> list[Piece]:
-    """`shared_prefix`: whole segments, except that one longer than the budget is split by responses into
-    pieces of at most `max_row_tokens` (at least one response each), each with the prompt."""
+def attention_cost_ratio(model) -> float:
+    """Multiply-adds of attention per (query, key) pair over those of the dense layers per token, per layer: the
+    weight of the quadratic term in a row's cost ~ T + ratio * T^2 (a masked row computes all T^2 pairs)."""
+    c = model.config.get_text_config()
+    heads = c.num_attention_heads
+    kv = getattr(c, "num_key_value_heads", None) or heads
+    hd = getattr(c, "head_dim", None) or c.hidden_size // heads
+    dense = 2 * c.hidden_size * (heads + kv) * hd + 3 * c.hidden_size * c.intermediate_size
+    return 2 * heads * hd / dense
+
+
+def _chunks(prompt_len: int, lens: list[int], per_piece: int, max_row_tokens: int) -> list[list[int]]:
+    """Consecutive response positions, at most `per_piece` per chunk and (but for a lone response) at most
+    `max_row_tokens` tokens with the prompt."""
+    out: list[list[int]] = []
+    used = 0
+    for k, n in enumerate(lens):
+        if not out or len(out[-1]) == per_piece or used + n > max_row_tokens:
+            out.append([])
+            used = prompt_len
+        out[-1].append(k)
+        used += n
+    return out
+
+
+def budget_pieces(segments: list[Segment], max_row_tokens: int, cost_ratio: float = 0.0) -> list[Piece]:
+    """`shared_prefix`: each segment as the pieces of lowest estimated cost sum(T + cost_ratio * T^2) over
+    splits into runs of at most k consecutive responses (k = 1 .. all), each piece at most `max_row_tokens`.
+    The quadratic term is what the masked blocks between responses cost: with long responses on a narrow
+    model, a few prompt copies are cheaper than one very long row. cost_ratio 0: whole segments (ties go to
+    fewer pieces), split only by the budget."""
     pieces = []
     for s, idx in _indexed(segments):
-        if s.num_tokens <= max_row_tokens:
-            pieces.append(Piece(s, idx))
-            continue
-        resp: list[list[int]] = []
-        ids: list[int] = []
-        for r, i in zip(s.responses, idx):
-            if resp and len(s.prompt_ids) + sum(map(len, resp)) + len(r) > max_row_tokens:
-                pieces.append(Piece(Segment(s.prompt_ids, resp, s.mm_inputs), ids))
-                resp, ids = [], []
-            resp.append(r)
-            ids.append(i)
-        pieces.append(Piece(Segment(s.prompt_ids, resp, s.mm_inputs), ids))
+        p, lens = len(s.prompt_ids), [len(r) for r in s.responses]
+        best, best_cost = None, float("inf")
+        for per_piece in range(len(lens), 0, -1):
+            chunks = _chunks(p, lens, per_piece, max_row_tokens)
+            sizes = [p + sum(lens[k] for k in c) for c in chunks]
+            cost = sum(t + cost_ratio * t * t for t in sizes)
+            if cost < best_cost * (1 - 1e-9):
+                best, best_cost = chunks, cost
+        for c in best:
+            pieces.append(Piece(Segment(s.prompt_ids, [s.responses[k] for k in c], s.mm_inputs),
+                                [idx[k] for k in c]))
     return pieces
 
 

@@ -11,6 +11,7 @@ import torch
 
 from learner.forward import (
     Segment,
+    attention_cost_ratio,
     budget_pieces,
     pack_rows,
     resolve_forward_mode,
@@ -159,6 +160,16 @@ def test_row_budget_splits_and_packs(text_setup):
     assert [[p.index for p in row] for row in pack_rows(whole)] == [[[3, 4]], [[0, 1, 2], [5]]]
     for budget in (12, 30):
         _assert_same(model, segs, False, tok.pad_token_id, None, modes=("shared_prefix",), max_row_tokens=budget)
+
+
+def test_cost_model_splits_long_responses(text_setup):
+    seg = [Segment([1, 2], [[3] * 4] * 4)]
+    # cost sum(T + c T^2): c = 0.02 -> whole 18 + 6.48, pairs 2 x (10 + 2) = 24 (best), singles 4 x 6.72
+    assert [p.index for p in budget_pieces(seg, 100, cost_ratio=0.02)] == [[0, 1], [2, 3]]
+    assert [p.index for p in budget_pieces(seg, 100, cost_ratio=0.1)] == [[0], [1], [2], [3]]
+    assert [p.index for p in budget_pieces(seg, 100, cost_ratio=0.0)] == [[0, 1, 2, 3]]
+    model = text_setup[0]   # hidden 128, 2 heads of 64, MLP 384: 256 / (2*128*4*64 + 3*128*384)
+    assert attention_cost_ratio(model) == pytest.approx(256 / 212992)
 
 
 def test_sliding_window_models_are_refused():
