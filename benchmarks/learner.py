@@ -6,9 +6,9 @@ One step = one forward and backward of a token-mean loss over `groups` prompt gr
 (random token ids, every prompt P tokens, every response R tokens). Useful tokens per step are counted the same
 for every mode: the sum of prompt + response lengths of every sequence as the padded path sees them,
 groups x G x (P + R), so tokens/s ratios are ratios of step times. Each cell is the median of `repeats` timed
-steps after one warm-up step (process CPU time by default, see --clock). The `engine` column (acceptance
-sizes only) is the engine's current path, learner.engine.token_logprobs on learner.batch.collate, which also
-computes logits at prompt positions.
+steps after one warm-up step per mode, the modes taking turns (process CPU time by default, see --clock). The
+`engine` column (acceptance sizes only) is the engine's current path, learner.engine.token_logprobs on
+learner.batch.collate, which also computes logits at prompt positions.
 """
 from __future__ import annotations
 
@@ -65,16 +65,19 @@ def step_fn(model, segments: list[Segment], mode: str, pad_id: int):
     return step
 
 
-def time_cell(step, repeats: int) -> tuple[list[float], list[float]]:
-    """(wall seconds, process CPU seconds) of each timed step, after one warm-up step."""
-    step()
-    wall, cpu = [], []
-    for _ in range(repeats):
-        w0, c0 = time.perf_counter(), time.process_time()
+def time_cells(steps: dict, repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+    """{mode: (wall seconds, process CPU seconds)} of each timed step. One warm-up step per mode, then the
+    modes take turns, so a burst of load from other jobs hits every mode alike."""
+    for step in steps.values():
         step()
-        wall.append(time.perf_counter() - w0)
-        cpu.append(time.process_time() - c0)
-    return wall, cpu
+    out: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in steps}
+    for _ in range(repeats):
+        for mode, step in steps.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            step()
+            out[mode][0].append(time.perf_counter() - w0)
+            out[mode][1].append(time.process_time() - c0)
+    return out
 
 
 def run(cells: list[tuple[str, int, int, int]], groups: int, response_len: int, clock: str) -> list[dict]:
@@ -90,8 +93,8 @@ def run(cells: list[tuple[str, int, int, int]], groups: int, response_len: int, 
         modes = list(FORWARD_MODES) + (["engine"] if (p, g) == ACCEPTANCE else [])
         row = {"model": name, "prompt_len": p, "G": g, "groups": groups, "response_len": response_len,
                "useful_tokens": useful, "modes": {}}
-        for mode in modes:
-            wall, cpu = time_cell(step_fn(model, segments, mode, pad_id), repeats)
+        timings = time_cells({m: step_fn(model, segments, m, pad_id) for m in modes}, repeats)
+        for mode, (wall, cpu) in timings.items():
             med = statistics.median(cpu if clock == "cpu" else wall)
             row["modes"][mode] = {"median_s": med, "wall_s": wall, "cpu_s": cpu, "tokens_per_s": useful / med}
         pad = row["modes"]["padded"]["tokens_per_s"]
