@@ -392,8 +392,15 @@ def packed_inputs(model, pieces: list[Piece], n_responses: int, pad_id: int,
             at = end
         idx = torch.arange(at, width)   # right padding: each pad token sees only itself (no empty softmax)
         allowed[ri, 0, idx, idx] = True
-    inputs = {"input_ids": input_ids, "position_ids": positions if vision else positions[0],
-              "attention_mask": _attention_mask(model, allowed)}
+    if all(len(row) == 1 and len(row[0].segment.responses) == 1 for row in rows):
+        # one sequence per row: plain causal with right padding, which transformers builds itself from a 2-D
+        # mask (and sdpa then runs its causal kernel when nothing is padded, skipping the upper triangle)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for ri, row in enumerate(rows):
+            mask[ri, :row[0].num_tokens] = 1
+    else:
+        mask = _attention_mask(model, allowed)
+    inputs = {"input_ids": input_ids, "position_ids": positions if vision else positions[0], "attention_mask": mask}
     if images["pixel_values"]:
         inputs.update({k: torch.as_tensor(np.concatenate(v, axis=0)) for k, v in images.items()})
         inputs["mm_token_type_ids"] = types

@@ -147,6 +147,16 @@ def test_text_eager_attention_equals_padded():
     _assert_same(model, _text_segments(seed=3), False, tok.pad_token_id, vision_token_ids(tok))
 
 
+def test_packed_one_sequence_per_row_takes_the_plain_causal_mask(text_setup):
+    """Equal-length sequences (each its own row, no 4-D mask) and one shorter one (right-padded row)."""
+    model, tok, _ = text_setup
+    rng = np.random.default_rng(11)
+    segs = [Segment(_ids(rng, 6), [_ids(rng, 3), _ids(rng, 3)]), Segment(_ids(rng, 4), [_ids(rng, 5)])]
+    _assert_same(model, segs, False, tok.pad_token_id, None, modes=("packed",))
+    _assert_same(model, segs + [Segment(_ids(rng, 2), [_ids(rng, 1)])], False, tok.pad_token_id, None,
+                 modes=("packed",))
+
+
 def test_row_budget_splits_and_packs(text_setup):
     model, tok, _ = text_setup
     segs = _text_segments(seed=5)       # 10, 18 and 6 tokens
