@@ -24,9 +24,9 @@ flash_attention_2 cannot take such a mask: `resolve_forward_mode("auto", ...)` p
 for a packed mode with it raises. Models with sliding-window layers are refused too (the 4-D mask would bypass
 the window).
 
-Memory and rows: the mask is O(L^2) per row, and attention over a row computes the masked blocks too (the
-CPU and GPU sdpa kernels do not skip them), so packing unrelated sequences into one long row costs quadratic
-work for nothing; sharing happens only inside a segment. Rows are therefore no wider than the widest piece
+Memory and rows: the mask is O(L^2) per row, and attention over a row computes the masked blocks too (sdpa
+kernels given a mask do not skip them), so packing unrelated sequences into one long row costs quadratic
+work for nothing (sharing happens only inside a segment). Rows are therefore no wider than the widest piece
 (first-fit decreasing: short pieces fill the room beside others, a piece as wide as the widest gets its own
 row), rows are right-padded to that width and run in one call. A segment is split by responses into pieces
 that each carry a copy of the prompt (and image) when it is longer than `max_row_tokens` (so no row is wider
