@@ -1,13 +1,14 @@
 """Learner forward + backward throughput: padded vs packed vs shared-prefix (learner.forward).
 
-    python -m benchmarks.learner [--quick] [--json PATH] [--threads 2] [--repeats 3]
+    python -m benchmarks.learner [--quick] [--json PATH] [--threads 1] [--repeats 5] [--large-repeats 3]
 
 One step = one forward and backward of a token-mean loss over `groups` prompt groups of G responses each
 (random token ids, every prompt P tokens, every response R tokens). Useful tokens per step are counted the same
 for every mode: the sum of prompt + response lengths of every sequence as the padded path sees them,
 groups x G x (P + R), so tokens/s ratios are ratios of step times. Each cell is the median of `repeats` timed
-steps after one warm-up step. The `engine` column (acceptance sizes only) is the engine's current path,
-learner.engine.token_logprobs on learner.batch.collate, which also computes logits at prompt positions.
+steps after one warm-up step per mode, the modes taking turns (process CPU time by default, see --clock). The
+`engine` column (acceptance sizes only) is the engine's current path, learner.engine.token_logprobs on
+learner.batch.collate, which also computes logits at prompt positions.
 """
 from __future__ import annotations
 
@@ -64,20 +65,25 @@ def step_fn(model, segments: list[Segment], mode: str, pad_id: int):
     return step
 
 
-def time_cell(step, repeats: int) -> list[float]:
-    step()   # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def time_cells(steps: dict, repeats: int) -> dict[str, tuple[list[float], list[float]]]:
+    """{mode: (wall seconds, process CPU seconds)} of each timed step. One warm-up step per mode, then the
+    modes take turns, so a burst of load from other jobs hits every mode alike."""
+    for step in steps.values():
         step()
-        times.append(time.perf_counter() - t0)
-    return times
+    out: dict[str, tuple[list[float], list[float]]] = {m: ([], []) for m in steps}
+    for _ in range(repeats):
+        for mode, step in steps.items():
+            w0, c0 = time.perf_counter(), time.process_time()
+            step()
+            out[mode][0].append(time.perf_counter() - w0)
+            out[mode][1].append(time.process_time() - c0)
+    return out
 
 
-def run(cells: list[tuple[str, int, int]], groups: int, repeats: int, response_len: int) -> list[dict]:
+def run(cells: list[tuple[str, int, int, int]], groups: int, response_len: int, clock: str) -> list[dict]:
     results = []
     loaded: dict[str, tuple] = {}
-    for name, p, g in cells:
+    for name, p, g, repeats in cells:
         if name not in loaded:
             loaded.clear()
             loaded[name] = load(name)
@@ -87,10 +93,10 @@ def run(cells: list[tuple[str, int, int]], groups: int, repeats: int, response_l
         modes = list(FORWARD_MODES) + (["engine"] if (p, g) == ACCEPTANCE else [])
         row = {"model": name, "prompt_len": p, "G": g, "groups": groups, "response_len": response_len,
                "useful_tokens": useful, "modes": {}}
-        for mode in modes:
-            times = time_cell(step_fn(model, segments, mode, pad_id), repeats)
-            med = statistics.median(times)
-            row["modes"][mode] = {"median_s": med, "times_s": times, "tokens_per_s": useful / med}
+        timings = time_cells({m: step_fn(model, segments, m, pad_id) for m in modes}, repeats)
+        for mode, (wall, cpu) in timings.items():
+            med = statistics.median(cpu if clock == "cpu" else wall)
+            row["modes"][mode] = {"median_s": med, "wall_s": wall, "cpu_s": cpu, "tokens_per_s": useful / med}
         pad = row["modes"]["padded"]["tokens_per_s"]
         for m in row["modes"].values():
             m["ratio_to_padded"] = m["tokens_per_s"] / pad
@@ -114,30 +120,38 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="prompt 128/512, G 4/8, no SmolLM2, 1 repeat")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
+    # 1: on the shared 2-core CPU machine two OpenMP threads stall on each other (5-10x slower under load)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--large-repeats", type=int, default=3, help="repeats for SmolLM2 (a padded step is ~1 min)")
+    # cpu: process CPU seconds, robust when other jobs share the cores (with 1 thread it equals the wall time
+    # of an idle machine); wall: elapsed seconds. Both are recorded in the JSON either way.
+    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu")
     ap.add_argument("--groups", type=int, default=1, help="prompt groups per step")
     ap.add_argument("--no-smollm2", action="store_true")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     prompts, gs = ((128, 512), (4, 8)) if args.quick else ((128, 512, 2048), (4, 8, 16))
-    cells = [(TINY_QWEN2, p, g) for p in prompts for g in gs]
-    if not (args.quick or args.no_smollm2):
-        cells.append((SMOLLM2, *ACCEPTANCE))
     repeats = 1 if args.quick else args.repeats
-    print(f"torch {torch.__version__}, {args.threads} threads, fp32, sdpa; {args.groups} group(s)/step, "
-          f"response {RESPONSE_LEN} tokens, median of {repeats} after 1 warm-up\n"
+    cells = [(TINY_QWEN2, p, g, repeats) for p in prompts for g in gs]
+    if not (args.quick or args.no_smollm2):
+        cells.append((SMOLLM2, *ACCEPTANCE, args.large_repeats))
+    print(f"torch {torch.__version__}, {args.threads} threads, fp32, sdpa, {args.clock} clock; "
+          f"{args.groups} group(s)/step, "
+          f"response {RESPONSE_LEN} tokens, median of {repeats} ({args.large_repeats} for SmolLM2) "
+          f"timed steps after 1 warm-up\n"
           f"useful tokens = groups x G x (prompt + response), the same for every mode; (x) = ratio to padded\n")
     print(HEADER, flush=True)
-    results = run(cells, args.groups, repeats, RESPONSE_LEN)
+    results = run(cells, args.groups, RESPONSE_LEN, args.clock)
     for r in results:
         if (r["prompt_len"], r["G"]) == ACCEPTANCE:
             ratio = r["modes"]["shared_prefix"]["ratio_to_padded"]
             print(f"\nacceptance {r['model']} P=512 G=8: shared_prefix {ratio:.2f}x padded "
                   f"({'holds' if ratio >= 3 else 'FAILS'}, bar 3x)")
     if args.json:
-        meta = {"torch": torch.__version__, "threads": args.threads, "repeats": repeats, "groups": args.groups,
+        meta = {"torch": torch.__version__, "threads": args.threads, "repeats": repeats,
+                "large_repeats": args.large_repeats, "groups": args.groups, "clock": args.clock,
                 "machine": platform.processor() or platform.machine(), "dtype": "float32", "attn": "sdpa"}
         with open(args.json, "w") as f:
             json.dump({"meta": meta, "results": results}, f, indent=2)

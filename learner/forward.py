@@ -24,28 +24,35 @@ flash_attention_2 cannot take such a mask: `resolve_forward_mode("auto", ...)` p
 for a packed mode with it raises. Models with sliding-window layers are refused too (the 4-D mask would bypass
 the window).
 
-Memory and rows: the mask is O(L^2) per row, and attention over a row computes the masked blocks too (the
-CPU and GPU sdpa kernels do not skip them), so packing unrelated sequences into one long row costs quadratic
-work for nothing; sharing happens only inside a segment. Rows are therefore no wider than the widest piece
+Memory and rows: the mask is O(L^2) per row, and attention over a row computes the masked blocks too (sdpa
+kernels given a mask do not skip them), so packing unrelated sequences into one long row costs quadratic
+work for nothing (sharing happens only inside a segment). Rows are therefore no wider than the widest piece
 (first-fit decreasing: short pieces fill the room beside others, a piece as wide as the widest gets its own
-row), rows are right-padded to that width and run in one call. A segment longer than `max_row_tokens` on its
-own is split by responses into pieces that each carry a copy of the prompt (and image), so no row is wider
-than the budget unless one prompt plus one response is. Mask memory: rows x width^2 bytes (bool, sdpa) or
-x4 (fp32 additive, eager), e.g. one 4096-token row = 16 MiB (sdpa).
+row), rows are right-padded to that width and run in one call. A segment is split by responses into pieces
+that each carry a copy of the prompt (and image) when it is longer than `max_row_tokens` (so no row is wider
+than the budget unless one prompt plus one response is), or when a rough cost model (dense-layer work ~ T,
+attention ~ ratio x T^2 from the model's widths) says a few prompt copies are cheaper than the masked
+response-to-response blocks of one long row (long responses on a narrow model). Mask memory: rows x width^2
+bytes (bool, sdpa) or x4 (fp32 additive, eager), e.g. one 4096-token row = 16 MiB (sdpa).
 
 `packed` is the same machinery with every response in its own piece (padding-free, nothing shared): the middle
 column of benchmarks/learner.py. `padded` is the engine's original layout.
 
-Logits are computed only at the positions that predict a response token (`logits_to_keep` with the columns
-needed), in every mode: the vocabulary projection of prompt positions is never used.
+Logits are computed only at the columns that predict a response token (`logits_to_keep`, the union of those
+columns over the rows), in every mode: the vocabulary projection of prompt positions is never used. In the
+padded layout that is exactly R columns; packed rows may need more of their columns, never more than all.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+if TYPE_CHECKING:
+    from learner.batch import SampleRef
 
 FORWARD_MODES = ("padded", "packed", "shared_prefix")
 # attention implementations that use a custom 4-D mask exactly as given
@@ -86,6 +93,19 @@ def resolve_forward_mode(requested: str, attn_implementation: str) -> str:
     return requested
 
 
+def segments_of(items: list[SampleRef]) -> list[Segment]:
+    """The engine's micro-batch as segments: consecutive samples of one group share a segment, so output rows
+    keep the items' order (and match learner.batch.collate's rows)."""
+    segments: list[Segment] = []
+    last = None
+    for it in items:
+        if it.group is not last:
+            segments.append(Segment(it.group.prompt_ids, [], it.group.mm_inputs))
+            last = it.group
+        segments[-1].responses.append(it.group.samples[it.index].token_ids)
+    return segments
+
+
 def response_lengths(segments: list[Segment]) -> list[int]:
     return [len(r) for s in segments for r in s.responses]
 
@@ -112,7 +132,8 @@ def response_logprobs(model, segments: list[Segment], mode: str, temperature: fl
         inputs, pick = padded_inputs(segments, pad_id, vision)
     elif mode in ("packed", "shared_prefix"):
         check_packable(model, mode)
-        pieces = single_response_pieces(segments) if mode == "packed" else budget_pieces(segments, max_row_tokens)
+        pieces = (single_response_pieces(segments) if mode == "packed"
+                  else budget_pieces(segments, max_row_tokens, attention_cost_ratio(model)))
         inputs, pick = packed_inputs(model, pieces, len(response_lengths(segments)), pad_id, vision)
     else:
         raise ValueError(f"unknown forward mode {mode!r}; expected one of {', '.join(FORWARD_MODES)}")
@@ -222,23 +243,50 @@ def single_response_pieces(segments: list[Segment]) -> list[Piece]:
             for r, i in zip(s.responses, idx)]
 
 
-def budget_pieces(segments: list[Segment], max_row_tokens: int) -> list[Piece]:
-    """`shared_prefix`: whole segments, except that one longer than the budget is split by responses into
-    pieces of at most `max_row_tokens` (at least one response each), each with the prompt."""
+def attention_cost_ratio(model) -> float:
+    """Multiply-adds of attention per (query, key) pair over those of the dense layers per token, per layer: the
+    weight of the quadratic term in a row's cost ~ T + ratio * T^2 (a masked row computes all T^2 pairs)."""
+    c = model.config.get_text_config()
+    heads = c.num_attention_heads
+    kv = getattr(c, "num_key_value_heads", None) or heads
+    hd = getattr(c, "head_dim", None) or c.hidden_size // heads
+    dense = 2 * c.hidden_size * (heads + kv) * hd + 3 * c.hidden_size * c.intermediate_size
+    return 2 * heads * hd / dense
+
+
+def _chunks(prompt_len: int, lens: list[int], per_piece: int, max_row_tokens: int) -> list[list[int]]:
+    """Consecutive response positions, at most `per_piece` per chunk and (but for a lone response) at most
+    `max_row_tokens` tokens with the prompt."""
+    out: list[list[int]] = []
+    used = 0
+    for k, n in enumerate(lens):
+        if not out or len(out[-1]) == per_piece or used + n > max_row_tokens:
+            out.append([])
+            used = prompt_len
+        out[-1].append(k)
+        used += n
+    return out
+
+
+def budget_pieces(segments: list[Segment], max_row_tokens: int, cost_ratio: float = 0.0) -> list[Piece]:
+    """`shared_prefix`: each segment as the pieces of lowest estimated cost sum(T + cost_ratio * T^2) over
+    splits into runs of at most k consecutive responses (k = 1 .. all), each piece at most `max_row_tokens`.
+    The quadratic term is what the masked blocks between responses cost: with long responses on a narrow
+    model, a few prompt copies are cheaper than one very long row. cost_ratio 0: whole segments (ties go to
+    fewer pieces), split only by the budget."""
     pieces = []
     for s, idx in _indexed(segments):
-        if s.num_tokens <= max_row_tokens:
-            pieces.append(Piece(s, idx))
-            continue
-        resp: list[list[int]] = []
-        ids: list[int] = []
-        for r, i in zip(s.responses, idx):
-            if resp and len(s.prompt_ids) + sum(map(len, resp)) + len(r) > max_row_tokens:
-                pieces.append(Piece(Segment(s.prompt_ids, resp, s.mm_inputs), ids))
-                resp, ids = [], []
-            resp.append(r)
-            ids.append(i)
-        pieces.append(Piece(Segment(s.prompt_ids, resp, s.mm_inputs), ids))
+        p, lens = len(s.prompt_ids), [len(r) for r in s.responses]
+        best, best_cost = None, float("inf")
+        for per_piece in range(len(lens), 0, -1):
+            chunks = _chunks(p, lens, per_piece, max_row_tokens)
+            sizes = [p + sum(lens[k] for k in c) for c in chunks]
+            cost = sum(t + cost_ratio * t * t for t in sizes)
+            if cost < best_cost * (1 - 1e-9):
+                best, best_cost = chunks, cost
+        for c in best:
+            pieces.append(Piece(Segment(s.prompt_ids, [s.responses[k] for k in c], s.mm_inputs),
+                                [idx[k] for k in c]))
     return pieces
 
 
@@ -349,8 +397,15 @@ def packed_inputs(model, pieces: list[Piece], n_responses: int, pad_id: int,
             at = end
         idx = torch.arange(at, width)   # right padding: each pad token sees only itself (no empty softmax)
         allowed[ri, 0, idx, idx] = True
-    inputs = {"input_ids": input_ids, "position_ids": positions if vision else positions[0],
-              "attention_mask": _attention_mask(model, allowed)}
+    if all(len(row) == 1 and len(row[0].segment.responses) == 1 for row in rows):
+        # one sequence per row: plain causal with right padding, which transformers builds itself from a 2-D
+        # mask (and sdpa then runs its causal kernel when nothing is padded, skipping the upper triangle)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for ri, row in enumerate(rows):
+            mask[ri, :row[0].num_tokens] = 1
+    else:
+        mask = _attention_mask(model, allowed)
+    inputs = {"input_ids": input_ids, "position_ids": positions if vision else positions[0], "attention_mask": mask}
     if images["pixel_values"]:
         inputs.update({k: torch.as_tensor(np.concatenate(v, axis=0)) for k, v in images.items()})
         inputs["mm_token_type_ids"] = types

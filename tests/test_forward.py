@@ -11,11 +11,13 @@ import torch
 
 from learner.forward import (
     Segment,
+    attention_cost_ratio,
     budget_pieces,
     pack_rows,
     resolve_forward_mode,
     response_logprobs,
     response_mask,
+    segments_of,
     shared_prefix_mask,
 )
 from learner.model_zoo import resolve_model
@@ -112,6 +114,18 @@ def test_response_mask_and_bad_segments(text_setup):
         response_logprobs(model, _text_segments(), "auto", 1.0, False, tok.pad_token_id)
 
 
+def test_segments_of_micro_batch_items_keeps_their_order():
+    from data.trajectory import Sample, TrajectoryGroup
+    from learner.batch import SampleRef, collate
+    groups = [TrajectoryGroup(f"g{k}", "p", {}, [5 + k] * (2 + k),
+                              [Sample([10 + k] * n, [-1.0] * n, "", "stop", 0) for n in (1, 3, 2)], 0)
+              for k in range(2)]
+    items = [SampleRef(groups[0], 2, 0.0), SampleRef(groups[1], 0, 0.0), SampleRef(groups[1], 1, 0.0)]
+    segs = segments_of(items)
+    assert [(s.prompt_ids, s.responses) for s in segs] == [([5, 5], [[10, 10]]), ([6, 6, 6], [[11], [11, 11, 11]])]
+    torch.testing.assert_close(response_mask(segs), collate(items, 0)["response_mask"], rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("blocked", [False, True])
 def test_text_modes_equal_padded(text_setup, blocked):
     model, tok, _ = text_setup
@@ -133,6 +147,16 @@ def test_text_eager_attention_equals_padded():
     _assert_same(model, _text_segments(seed=3), False, tok.pad_token_id, vision_token_ids(tok))
 
 
+def test_packed_one_sequence_per_row_takes_the_plain_causal_mask(text_setup):
+    """Equal-length sequences (each its own row, no 4-D mask) and one shorter one (right-padded row)."""
+    model, tok, _ = text_setup
+    rng = np.random.default_rng(11)
+    segs = [Segment(_ids(rng, 6), [_ids(rng, 3), _ids(rng, 3)]), Segment(_ids(rng, 4), [_ids(rng, 5)])]
+    _assert_same(model, segs, False, tok.pad_token_id, None, modes=("packed",))
+    _assert_same(model, segs + [Segment(_ids(rng, 2), [_ids(rng, 1)])], False, tok.pad_token_id, None,
+                 modes=("packed",))
+
+
 def test_row_budget_splits_and_packs(text_setup):
     model, tok, _ = text_setup
     segs = _text_segments(seed=5)       # 10, 18 and 6 tokens
@@ -146,6 +170,16 @@ def test_row_budget_splits_and_packs(text_setup):
     assert [[p.index for p in row] for row in pack_rows(whole)] == [[[3, 4]], [[0, 1, 2], [5]]]
     for budget in (12, 30):
         _assert_same(model, segs, False, tok.pad_token_id, None, modes=("shared_prefix",), max_row_tokens=budget)
+
+
+def test_cost_model_splits_long_responses(text_setup):
+    seg = [Segment([1, 2], [[3] * 4] * 4)]
+    # cost sum(T + c T^2): c = 0.02 -> whole 18 + 6.48, pairs 2 x (10 + 2) = 24 (best), singles 4 x 6.72
+    assert [p.index for p in budget_pieces(seg, 100, cost_ratio=0.02)] == [[0, 1], [2, 3]]
+    assert [p.index for p in budget_pieces(seg, 100, cost_ratio=0.1)] == [[0], [1], [2], [3]]
+    assert [p.index for p in budget_pieces(seg, 100, cost_ratio=0.0)] == [[0, 1, 2, 3]]
+    model = text_setup[0]   # hidden 128, 2 heads of 64, MLP 384: 256 / (2*128*4*64 + 3*128*384)
+    assert attention_cost_ratio(model) == pytest.approx(256 / 212992)
 
 
 def test_sliding_window_models_are_refused():
@@ -196,3 +230,22 @@ def test_vision_shared_prefix_trains_the_vision_tower(vl_setup):
     response_logprobs(model, segs, "shared_prefix", 1.0, True, tok.pad_token_id).sum().backward()
     assert model.model.visual.patch_embed.proj.weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
+
+
+def test_qwen2_5_vl_modes_equal_padded(vl_setup):
+    """The Qwen2.5-VL class takes the same path (its own get_rope_index, 3-D positions, window-attention tower):
+    a random small one from its config, fed the tiny Qwen2-VL processor's prompts (same tokens and patches)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    vl, tok, segs = vl_setup
+    c = vl.config
+    text = c.text_config.to_dict()
+    text.update(num_hidden_layers=1, layer_types=["full_attention"])
+    vision = dict(depth=2, hidden_size=64, out_hidden_size=128, intermediate_size=128, num_heads=2,
+                  patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56,
+                  fullatt_block_indexes=[1])
+    cfg = Qwen2_5_VLConfig(text_config=text, vision_config=vision, image_token_id=c.image_token_id,
+                           video_token_id=c.video_token_id, vision_start_token_id=c.vision_start_token_id,
+                           vision_end_token_id=c.vision_end_token_id, attn_implementation="sdpa")
+    torch.manual_seed(0)
+    model = Qwen2_5_VLForConditionalGeneration(cfg).eval()
+    _assert_same(model, segs, True, tok.pad_token_id, vision_token_ids(tok))
