@@ -6,9 +6,9 @@ One step = one forward and backward of a token-mean loss over `groups` prompt gr
 (random token ids, every prompt P tokens, every response R tokens). Useful tokens per step are counted the same
 for every mode: the sum of prompt + response lengths of every sequence as the padded path sees them,
 groups x G x (P + R), so tokens/s ratios are ratios of step times. Each cell is the median of `repeats` timed
-steps after one warm-up step per mode, the modes taking turns (process CPU time by default, see --clock). The
-`engine` column (acceptance sizes only) is the engine's current path, learner.engine.token_logprobs on
-learner.batch.collate, which also computes logits at prompt positions.
+steps after one warm-up step per mode, the modes taking turns (process CPU time by default, see --clock).
+Every mode is what the learner engine runs with `learner.forward` set to it (`auto` picks shared_prefix under
+sdpa/eager attention).
 """
 from __future__ import annotations
 
@@ -45,20 +45,8 @@ def make_segments(vocab: int, groups: int, g: int, prompt_len: int, response_len
 def step_fn(model, segments: list[Segment], mode: str, pad_id: int):
     """One forward + backward of the token-mean negative log-likelihood of the responses."""
     mask = response_mask(segments)
-    if mode == "engine":
-        from data.trajectory import Sample, TrajectoryGroup
-        from learner.batch import SampleRef, collate
-        from learner.engine import token_logprobs
-        refs = [SampleRef(TrajectoryGroup("g", "p", {}, s.prompt_ids,
-                                          [Sample(r, [0.0] * len(r), "", "stop", 0) for r in s.responses], 0), i, 0.0)
-                for s in segments for i in range(len(s.responses))]
-        batch = collate(refs, pad_id)
-
     def step():
-        if mode == "engine":
-            logp = token_logprobs(model, batch, 1.0, False)
-        else:
-            logp = response_logprobs(model, segments, mode, 1.0, False, pad_id)
+        logp = response_logprobs(model, segments, mode, 1.0, False, pad_id)
         loss = -(logp * mask).sum() / mask.sum()
         loss.backward()
         model.zero_grad(set_to_none=True)
@@ -90,7 +78,7 @@ def run(cells: list[tuple[str, int, int, int]], groups: int, response_len: int, 
         model, pad_id = loaded[name]
         segments = make_segments(model.config.vocab_size, groups, g, p, response_len, seed=p * 100 + g)
         useful = groups * g * (p + response_len)
-        modes = list(FORWARD_MODES) + (["engine"] if (p, g) == ACCEPTANCE else [])
+        modes = list(FORWARD_MODES)
         row = {"model": name, "prompt_len": p, "G": g, "groups": groups, "response_len": response_len,
                "useful_tokens": useful, "modes": {}}
         timings = time_cells({m: step_fn(model, segments, m, pad_id) for m in modes}, repeats)
@@ -105,15 +93,15 @@ def run(cells: list[tuple[str, int, int, int]], groups: int, response_len: int, 
     return results
 
 
-HEADER = ("| model | P | G | useful tok/step | padded tok/s | packed tok/s (x) | shared_prefix tok/s (x) "
-          "| engine today tok/s (x) |\n|---|---|---|---|---|---|---|---|")
+HEADER = ("| model | P | G | useful tok/step | padded tok/s | packed tok/s (x) | shared_prefix tok/s (x) |\n"
+          "|---|---|---|---|---|---|---|")
 
 
 def format_row(row: dict) -> str:
     m = row["modes"]
     cell = lambda k: (f"{m[k]['tokens_per_s']:.0f} ({m[k]['ratio_to_padded']:.2f}x)" if k in m else "-")  # noqa
     return (f"| {row['model']} | {row['prompt_len']} | {row['G']} | {row['useful_tokens']} "
-            f"| {m['padded']['tokens_per_s']:.0f} | {cell('packed')} | {cell('shared_prefix')} | {cell('engine')} |")
+            f"| {m['padded']['tokens_per_s']:.0f} | {cell('packed')} | {cell('shared_prefix')} |")
 
 
 def main(argv=None) -> None:

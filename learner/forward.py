@@ -45,14 +45,10 @@ padded layout that is exactly R columns; packed rows may need more of their colu
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-
-if TYPE_CHECKING:
-    from learner.batch import SampleRef
 
 FORWARD_MODES = ("padded", "packed", "shared_prefix")
 # attention implementations that use a custom 4-D mask exactly as given
@@ -91,19 +87,6 @@ def resolve_forward_mode(requested: str, attn_implementation: str) -> str:
                          f"implementation {attn_implementation!r} cannot take; use sdpa or eager attention, "
                          f"or forward mode 'padded' (or 'auto')")
     return requested
-
-
-def segments_of(items: list[SampleRef]) -> list[Segment]:
-    """The engine's micro-batch as segments: consecutive samples of one group share a segment, so output rows
-    keep the items' order (and match learner.batch.collate's rows)."""
-    segments: list[Segment] = []
-    last = None
-    for it in items:
-        if it.group is not last:
-            segments.append(Segment(it.group.prompt_ids, [], it.group.mm_inputs))
-            last = it.group
-        segments[-1].responses.append(it.group.samples[it.index].token_ids)
-    return segments
 
 
 def response_lengths(segments: list[Segment]) -> list[int]:

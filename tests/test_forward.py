@@ -17,7 +17,6 @@ from learner.forward import (
     resolve_forward_mode,
     response_logprobs,
     response_mask,
-    segments_of,
     shared_prefix_mask,
 )
 from learner.model_zoo import resolve_model
@@ -114,16 +113,19 @@ def test_response_mask_and_bad_segments(text_setup):
         response_logprobs(model, _text_segments(), "auto", 1.0, False, tok.pad_token_id)
 
 
-def test_segments_of_micro_batch_items_keeps_their_order():
+def test_engine_rows_become_segments_in_their_order():
+    """learner.batch.segments: consecutive rows of one group share a segment, so output rows keep row order."""
     from data.trajectory import Sample, TrajectoryGroup
-    from learner.batch import SampleRef, collate
+    from learner.algorithms.base import Advantages
+    from learner.batch import micro_batch, sample_rows, segments
     groups = [TrajectoryGroup(f"g{k}", "p", {}, [5 + k] * (2 + k),
                               [Sample([10 + k] * n, [-1.0] * n, "", "stop", 0) for n in (1, 3, 2)], 0)
               for k in range(2)]
-    items = [SampleRef(groups[0], 2, 0.0), SampleRef(groups[1], 0, 0.0), SampleRef(groups[1], 1, 0.0)]
-    segs = segments_of(items)
+    rows = sample_rows(groups, Advantages(np.zeros((2, 3))))
+    picked = [rows[2], rows[3], rows[4]]            # the last of group 0, the first two of group 1
+    segs = segments(picked)
     assert [(s.prompt_ids, s.responses) for s in segs] == [([5, 5], [[10, 10]]), ([6, 6, 6], [[11], [11, 11, 11]])]
-    torch.testing.assert_close(response_mask(segs), collate(items, 0)["response_mask"], rtol=0, atol=0)
+    torch.testing.assert_close(response_mask(segs), micro_batch(picked, "cpu").mask, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("blocked", [False, True])
