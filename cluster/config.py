@@ -12,7 +12,7 @@ import yaml
 from pydantic import Field, ValidationError, model_validator
 
 from learner.algorithms.config import AlgorithmConfig
-from learner.config import LearnerConfig, Section
+from learner.config import LearnerConfig, LoRAConfig, Section
 from rewards.map_vqa import QUESTION_TYPES
 
 
@@ -41,6 +41,7 @@ class ModelConfig(Section):
     # transformers attention of the learner and the CARE reference: sdpa | eager | flash_attention_2 | auto
     # (auto: flash_attention_2 where the flash_attn package, CUDA and a 16-bit dtype are all there, else sdpa)
     attn_implementation: str = "sdpa"
+    lora: LoRAConfig | None = None        # set (e.g. `model.lora={r: 16}`): train LoRA adapters only (PEFT)
 
     @model_validator(mode="after")
     def _check(self) -> "ModelConfig":
@@ -249,6 +250,9 @@ class WaypointConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> "WaypointConfig":
+        if self.model.lora is not None and self.learner.zero_stage == 3:
+            raise ValueError("model.lora with learner.zero_stage=3: the adapters are small and the merged weights "
+                             "are built on every rank; use zero_stage 0-2 with LoRA")
         if self.algorithm.process.coef > 0 and not self.prm.enabled:
             raise ValueError("algorithm.process.coef > 0 places PRM step scores on tokens: set prm.enabled=true")
         if self.data.task == "math" and self.train.eval_every:

@@ -196,7 +196,7 @@ def weight_transport(cfg: WaypointConfig):
 def learner_spec(cfg: WaypointConfig, model_path: str, vision: bool) -> LearnerSpec:
     return LearnerSpec(model_path, vision, cfg.algorithm, cfg.learner, cfg.rollout.temperature,
                        cfg.rollout.max_new_tokens, cfg.rollout.group_size, cfg.train.groups_per_step,
-                       cfg.model.dtype, cfg.model.attn_implementation)
+                       cfg.model.dtype, cfg.model.attn_implementation, cfg.model.lora)
 
 
 def step_record(stats: dict, sync: dict, now: dict, last: dict, buf: dict, wait_s: float, learn_s: float,

@@ -55,3 +55,13 @@ class LearnerConfig(Section):
         if self.offload_optimizer and self.zero_stage == 0:
             raise ValueError("learner.offload_optimizer needs learner.zero_stage 1, 2 or 3 (ZeRO-Offload)")
         return self
+
+
+class LoRAConfig(Section):
+    """LoRA adapters (PEFT) on the policy: the learner trains and checkpoints the adapters only; every weight
+    sync and export carries merged weights W + (alpha / r) B A under the base model's names."""
+    r: int = Field(16, ge=1)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] = Field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                               "gate_proj", "up_proj", "down_proj"])

@@ -10,6 +10,7 @@ accumulation steps and its average over ranks.
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,7 +20,7 @@ from data.trajectory import TrajectoryGroup
 from learner.algorithms.config import AlgorithmConfig
 from learner.algorithms.pipeline import AlgorithmPipeline
 from learner.batch import SampleRow, batch_stats, micro_batch, mini_normaliser, sample_rows, segments
-from learner.config import LearnerConfig
+from learner.config import LearnerConfig, LoRAConfig
 from learner.forward import resolve_forward_mode, response_logprobs
 from learner.losses import aggregate_sum, low_var_kl, masked_mean
 from learner.tiny_models import vision_token_ids as blocked_token_ids
@@ -81,6 +82,7 @@ class LearnerSpec:
     groups_per_step: int
     dtype: str = "float32"
     attn_implementation: str = "sdpa"
+    lora: LoRAConfig | None = None    # train LoRA adapters only (learner/lora.py)
 
 
 class PolicyLearner:
@@ -105,12 +107,18 @@ class PolicyLearner:
         model = cls.from_pretrained(model_path, **kw)
         if learner.gradient_checkpointing:
             model.gradient_checkpointing_enable()
+        self.lora = spec.lora is not None
+        if self.lora:
+            from learner.lora import apply_lora
+            model = apply_lora(model, spec.lora)
+            if learner.gradient_checkpointing:   # frozen embeddings: checkpointed blocks need inputs with grad
+                model.enable_input_require_grads()
         tok = AutoTokenizer.from_pretrained(model_path)
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.blocked_ids = blocked_token_ids(tok) if vision else None
         self.kl_coef = algorithm.effective_kl_coef
         self.ref_model = None
-        if self.kl_coef > 0:   # frozen initial policy for low_var_kl
+        if self.kl_coef > 0 and not self.lora:   # frozen initial policy for low_var_kl (LoRA: adapters off)
             # on the device DeepSpeed puts the policy on (cuda:<local rank> on GPU, cpu on the CPU accelerator)
             from deepspeed.accelerator import get_accelerator
             self.ref_model = cls.from_pretrained(model_path, **kw).to(get_accelerator().current_device_name())
@@ -129,7 +137,8 @@ class PolicyLearner:
                         learner.max_grad_norm, learner.zero_stage, dtype == "bfloat16",
                         offload_optimizer=learner.offload_optimizer, offload_params=learner.offload_params,
                         eps=learner.adam_eps)
-        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=model.parameters(), config=cfg)
+        trainable = [p for p in model.parameters() if p.requires_grad]   # LoRA: optimizer state for adapters only
+        self.engine, *_ = deepspeed.initialize(model=model, model_parameters=trainable, config=cfg)
         self.zero_stage = learner.zero_stage
         self.version = 0
 
@@ -198,9 +207,9 @@ class PolicyLearner:
         per_token, stats = self.pipeline.token_loss(logp, mb.old_logprobs, mb.advantages, mb.mask, mb.inputs)
         agg = self.algo.loss_agg
         loss = aggregate_sum(per_token, mb.mask, agg, self.max_new_tokens)
-        if self.ref_model is not None:
-            with torch.no_grad():
-                ref = self._logprobs(self.ref_model, mb.segments)
+        if self.kl_coef > 0:
+            with torch.no_grad(), self._initial_policy() as ref_model:
+                ref = self._logprobs(ref_model, mb.segments)
             kl = low_var_kl(logp, ref)
             loss = loss + self.kl_coef * aggregate_sum(kl, mb.mask, agg, self.max_new_tokens)
             stats["loss/kl"] = float(masked_mean(kl.detach(), mb.mask))
@@ -210,11 +219,24 @@ class PolicyLearner:
             stats["loss/ratio_mean"] = float(masked_mean(torch.exp(log_ratio), mb.mask))
         return loss * (self.accum * self.world / max(norm, 1.0)), stats
 
+    @contextmanager
+    def _initial_policy(self):
+        """The KL reference: the frozen copy, or under LoRA the same model with its adapters switched off."""
+        if self.lora:
+            with self.engine.module.disable_adapter():
+                yield self.engine.module
+        else:
+            yield self.ref_model
+
     # ---- weights and checkpoints -------------------------------------------------------------------
     def full_state_dict(self) -> dict[str, np.ndarray] | None:
-        """Full weights on rank 0 (None elsewhere). ZeRO-3 shards are gathered; all ranks must call."""
+        """Full weights on rank 0 (None elsewhere). ZeRO-3 shards are gathered; all ranks must call. Under LoRA
+        the base model's names with the adapters merged in."""
         module = self.engine.module
-        if self.zero_stage == 3:
+        if self.lora:
+            from learner.lora import merged_items
+            state = {k: v.float().cpu().numpy() for k, v in merged_items(module)}
+        elif self.zero_stage == 3:
             import deepspeed
             with deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None):
                 state = {k: v.detach().float().cpu().numpy().copy() for k, v in module.state_dict().items()}
@@ -224,10 +246,12 @@ class PolicyLearner:
 
     def save(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
-        self.engine.save_checkpoint(path, tag="learner", client_state={"version": self.version})
+        # LoRA: the adapters and their optimizer state only; the frozen base comes from model_path on load
+        self.engine.save_checkpoint(path, tag="learner", client_state={"version": self.version},
+                                    exclude_frozen_parameters=self.lora)
 
     def load(self, path: str) -> int:
-        _, client = self.engine.load_checkpoint(path, tag="learner")
+        _, client = self.engine.load_checkpoint(path, tag="learner", load_module_strict=not self.lora)
         self.version = int((client or {}).get("version", 0))
         return self.version
 

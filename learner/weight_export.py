@@ -11,6 +11,7 @@ from contextlib import nullcontext
 
 import torch
 
+from learner.lora import is_lora, merged_items
 from learner.weight_buckets import TensorSpec
 
 
@@ -20,7 +21,10 @@ def _owner(module: torch.nn.Module, key: str) -> tuple[torch.nn.Module, str]:
 
 
 def state_specs(module: torch.nn.Module) -> list[TensorSpec]:
-    """Name and full shape of every state-dict entry, in state-dict order (ZeRO-3 shapes from `ds_shape`)."""
+    """Name and full shape of every state-dict entry, in state-dict order (ZeRO-3 shapes from `ds_shape`); a LoRA
+    model streams its merged base weights."""
+    if is_lora(module):
+        return [TensorSpec(k, tuple(t.shape)) for k, t in merged_items(module)]
     specs = []
     for key in module.state_dict().keys():
         owner, attr = _owner(module, key)
@@ -31,6 +35,9 @@ def state_specs(module: torch.nn.Module) -> list[TensorSpec]:
 
 def iter_full_state(module: torch.nn.Module, zero_stage: int):
     """(name, full tensor) in state-dict order; tied weights appear under each of their names."""
+    if is_lora(module):           # config refuses LoRA with ZeRO-3: every rank holds the whole model
+        yield from merged_items(module)
+        return
     keys = list(module.state_dict().keys())
     for path, group in itertools.groupby(keys, key=lambda k: k.rpartition(".")[0]):
         group = list(group)

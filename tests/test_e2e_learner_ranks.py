@@ -96,3 +96,38 @@ def test_a_dead_learner_rank_is_named_at_once(local_ray):
     finally:
         for a in actors:
             ray.kill(a)
+
+
+def test_a_lora_learner_syncs_merged_weights_into_the_rollout_engine(local_ray):
+    """LoRA over Ray: after a step and an object-store publish, the vLLM rollout engine's log-probs equal the
+    learner's own (merged W + (alpha / r) B A under the base names) to 1e-4, and they moved."""
+    from actors.weight_sync import ObjectStoreTransport
+    from cluster.launch import rollout_actor
+    from learner.forward import Segment, response_logprobs
+    cfg = load_config("configs/cpu_tiny.yaml", ["model.lora={r: 4, alpha: 8.0}", "learner.lr=1e-2",
+                                                "rollout.engine=vllm"])
+    path, _, _ = resolve_policy(cfg)
+    rollout = rollout_actor(cfg, path, "vllm", False, 0, {"env_vars": worker_env(False)})
+    group, actors = learner_group(cfg, 1)
+    try:
+        batch = scored_groups(4, 4, vocab(cfg), seed=11)
+        probe = (batch[0].prompt_ids, batch[0].samples[0].token_ids)
+        before = ray.get(rollout.sequence_logprobs.remote(*probe))
+        group.step([[ray.put(g)] for g in batch])
+        sync = ObjectStoreTransport().publish(group, [rollout], version=1)
+        state = ray.get(group.export_weights()["ref"][0])
+        assert not any("lora_" in k for k in state) and sync["weight_bytes"] > 0
+        after = np.asarray(ray.get(rollout.sequence_logprobs.remote(*probe)))
+        from transformers import AutoModelForCausalLM
+        import torch
+        model = AutoModelForCausalLM.from_pretrained(path)
+        model.load_state_dict({k: torch.tensor(v) for k, v in state.items()}, strict=True)
+        with torch.no_grad():
+            learner_lp = response_logprobs(model.eval(), [Segment(*probe[:1], [probe[1]])], "padded", 1.0, False,
+                                           0)[0, :len(probe[1])].numpy()
+        np.testing.assert_allclose(after, learner_lp, atol=1e-4)
+        assert np.abs(after - np.asarray(before)).max() > 1e-3
+        group.shutdown()
+    finally:
+        for a in [*actors, rollout]:
+            ray.kill(a)
