@@ -91,6 +91,9 @@ class LearnerWorker:
     def save(self, path: str) -> None:
         self.learner.save(path)
 
+    def export_hf(self, out_dir: str) -> str | None:
+        return self.learner.export_hf(out_dir)
+
     def load(self, path: str) -> int:
         return self.learner.load(path)
 
@@ -139,6 +142,9 @@ class LearnerGroup:
 
     def save(self, path: str) -> None:
         ray.get([w.save.remote(path) for w in self.workers])
+
+    def export_hf(self, out_dir: str) -> str:
+        return ray.get([w.export_hf.remote(out_dir) for w in self.workers])[0]
 
     def load(self, path: str) -> int:
         return ray.get([w.load.remote(path) for w in self.workers])[0]

@@ -102,6 +102,7 @@ def train(cfg: WaypointConfig) -> dict:
                     save(done)
 
         path = save(done)                                             # the final (or preempted) checkpoint
+        print(f"[waypoint] policy in Hugging Face format: {learner.export_hf(str(path / 'hf'))}", flush=True)
         feeder.stop(drain=True)
         summary = close_accounting(feeder.stats(), ray.get(actors.buffer.stats.remote()), done * gps)
         if stop.requested:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import sys
 import time
 from collections import defaultdict
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from cluster.config import WaypointConfig, add_config_args, config_from_args
+from cluster.export import export_policy
 
 HELDOUT_SEED_OFFSET = 1_000_003   # synthetic eval networks come from another seed than the training ones
 
@@ -126,38 +126,6 @@ def score_rows(rollout: list, reward: list, rows: list[dict], samples: int, temp
     return results
 
 
-def policy_from_checkpoint(checkpoint: str, base_path: str, out_dir: Path) -> str:
-    """A Hugging Face directory for `checkpoint`: itself if it is one, else the run checkpoint's DeepSpeed
-    learner state (fp32, any ZeRO stage, via DeepSpeed's zero_to_fp32) saved over a copy of the base model."""
-    path = Path(checkpoint)
-    if (path / "config.json").is_file():
-        return str(path)
-    from cluster.checkpoint import latest_checkpoint
-    learner = (latest_checkpoint(path) or path) / "learner"
-    if not (learner / "latest").is_file():
-        raise FileNotFoundError(f"{checkpoint}: neither a Hugging Face model (config.json) nor a waypoint run "
-                                f"checkpoint (learner/latest)")
-    import torch
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForImageTextToText
-
-    from learner.model_zoo import is_vision_model
-    state = get_fp32_state_dict_from_zero_checkpoint(str(learner), tag=(learner / "latest").read_text().strip())
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    from learner.model_zoo import local_model_dir
-    base_path = local_model_dir(base_path)                      # a hub id: its cached snapshot
-    shutil.copytree(base_path, out_dir)                         # tokenizer, processor and generation files
-    cls = AutoModelForImageTextToText if is_vision_model(base_path) else AutoModelForCausalLM
-    model = cls.from_config(AutoConfig.from_pretrained(base_path), dtype=torch.float32)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    missing = [m for m in missing if not m.endswith("lm_head.weight")]   # tied to the embedding
-    if missing or unexpected:
-        raise ValueError(f"{checkpoint} does not match {base_path}: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    model.save_pretrained(out_dir)
-    return str(out_dir)
-
-
 def eval_config(cfg: WaypointConfig, data: str) -> WaypointConfig:
     """The config with its data section pointed at the evaluation set."""
     if data == "synthetic":
@@ -181,7 +149,7 @@ def evaluate(cfg: WaypointConfig, checkpoint: str | None, data: str = "synthetic
     base_path, vision, engine = resolve_policy(cfg)
     out_path = Path(out or Path(cfg.train.run_dir) / "eval.json")
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    policy = policy_from_checkpoint(checkpoint, base_path, out_path.parent / "eval_policy") if checkpoint \
+    policy = export_policy(checkpoint, base_path, out_path.parent / "eval_policy") if checkpoint \
         else base_path
     ecfg = eval_config(cfg, data)
     rows = load_task_rows(ecfg, vision)

@@ -98,6 +98,7 @@ class PolicyLearner:
         self.cfg, self.algo = learner, algorithm
         self.pipeline = AlgorithmPipeline(algorithm)
         self.vision, self.temperature, self.max_new_tokens = vision, temperature, max_new_tokens
+        self.model_path, self.lora_cfg = model_path, spec.lora
         self.rank, self.world = rank, world_size
         cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
         # bf16 weights on GPU (model.dtype); attention "auto" -> flash_attention_2 where it can run, else sdpa
@@ -249,6 +250,17 @@ class PolicyLearner:
         # LoRA: the adapters and their optimizer state only; the frozen base comes from model_path on load
         self.engine.save_checkpoint(path, tag="learner", client_state={"version": self.version},
                                     exclude_frozen_parameters=self.lora)
+        if self.lora and self.rank == 0:   # what cluster.export needs to merge the adapters
+            from learner.hf_export import write_lora_config
+            write_lora_config(path, self.lora_cfg)
+
+    def export_hf(self, out_dir: str) -> str | None:
+        """A save_pretrained model directory of the current policy (LoRA merged); all ranks call (ZeRO-3)."""
+        state = self.full_state_dict()
+        if state is None:
+            return None
+        from learner.hf_export import save_hf_policy
+        return save_hf_policy(state, self.model_path, out_dir)
 
     def load(self, path: str) -> int:
         _, client = self.engine.load_checkpoint(path, tag="learner", load_module_strict=not self.lora)

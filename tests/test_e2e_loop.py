@@ -84,9 +84,9 @@ def test_rollout_weights_follow_the_learner(local_ray, tmp_path):
 
         # a run checkpoint of the 2-rank ZeRO-3 learner consolidates to exactly the weights it exported
         from cluster.evaluate import main as evaluate_main
-        from cluster.evaluate import policy_from_checkpoint
+        from cluster.export import export_policy
         learner.save(str(tmp_path / "ckpt" / "learner"))
-        hf_dir = policy_from_checkpoint(str(tmp_path / "ckpt"), model_path, tmp_path / "hf")
+        hf_dir = export_policy(str(tmp_path / "ckpt"), model_path, tmp_path / "hf")
         restored = AutoModelForCausalLM.from_pretrained(hf_dir).state_dict()
         for name, value in state.items():
             np.testing.assert_array_equal(restored[name].numpy(), value, err_msg=name)

@@ -93,3 +93,23 @@ def test_lora_config_errors_name_the_key():
         load_config("configs/cpu_tiny.yaml", ["model.lora={rank: 4}"])
     with pytest.raises(ConfigError, match="zero_stage=3"):
         load_config("configs/cpu_tiny.yaml", ["model.lora={r: 4}", "learner.zero_stage=3"])
+
+
+def test_exports_load_in_plain_transformers_with_the_learners_logprobs(tiny, tmp_path):  # noqa: F811
+    """The run-end export (hf/) and `cluster.export` of a LoRA checkpoint without one: both are ordinary
+    Hugging Face directories (tokenizer included) whose log-probs equal the learner's."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from cluster.export import export_policy
+    init_single_rank()
+    lrn, _ = lora_learner(tiny)
+    batch = scored_groups(4, 4, tiny[1], seed=12)
+    lrn.train_step(batch)
+    want = logprobs(lrn.engine.module, batch, lrn.pad_id)
+    lrn.save(str(tmp_path / "ckpt" / "learner"))
+    exported = [lrn.export_hf(str(tmp_path / "hf")),
+                export_policy(tmp_path / "ckpt", tiny[0], tmp_path / "consolidated")]
+    for out in exported:
+        AutoTokenizer.from_pretrained(out)
+        got = logprobs(AutoModelForCausalLM.from_pretrained(out).eval(), batch, lrn.pad_id)
+        np.testing.assert_allclose(got, want, atol=1e-5, err_msg=out)
