@@ -94,6 +94,10 @@ class LearnerWorker:
     def export_hf(self, out_dir: str) -> str | None:
         return self.learner.export_hf(out_dir)
 
+    def eval_loss(self, batch: list) -> dict | None:
+        stats = self.learner.eval_loss(ray.get([w[0] for w in batch]))
+        return stats if self.rank == 0 else None
+
     def load(self, path: str) -> int:
         return self.learner.load(path)
 
@@ -145,6 +149,9 @@ class LearnerGroup:
 
     def export_hf(self, out_dir: str) -> str:
         return ray.get([w.export_hf.remote(out_dir) for w in self.workers])[0]
+
+    def eval_loss(self, batch: list) -> dict:
+        return ray.get([w.eval_loss.remote(batch) for w in self.workers])[0]
 
     def load(self, path: str) -> int:
         return ray.get([w.load.remote(path) for w in self.workers])[0]

@@ -236,6 +236,24 @@ class TrainConfig(Section):
     eval_networks: int = 10               # networks in that split (8 questions per network and type)
 
 
+class SFTConfig(Section):
+    """`python -m cluster.sft`: supervised fine-tuning on the learner engine (loss on assistant tokens only)."""
+    source: Literal["chat", "task_rows"] = "chat"   # chat: sft.path; task_rows: data.* rows' reference_response
+    path: str | None = None               # chat JSONL / JSON / parquet with `messages` (source chat)
+    eval_fraction: float = Field(0.1, gt=0.0, lt=1.0)   # held-out share of the examples
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=1)     # examples per optimizer step
+    eval_every: int = Field(0, ge=0)      # steps between held-out evaluations (0: before and after only)
+    max_examples: int | None = Field(None, ge=2)
+    out_dir: str = "runs/sft"             # metrics.jsonl, summary.json, checkpoint/, model/ (Hugging Face)
+
+    @model_validator(mode="after")
+    def _check(self) -> "SFTConfig":
+        if self.source == "chat" and not self.path:
+            raise ValueError("sft.source=chat needs sft.path (e.g. runs/prm_data/conversations.jsonl)")
+        return self
+
+
 class WaypointConfig(Section):
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -247,6 +265,7 @@ class WaypointConfig(Section):
     learner: LearnerConfig = Field(default_factory=LearnerConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     prm: PRMConfig = Field(default_factory=PRMConfig)
+    sft: SFTConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> "WaypointConfig":

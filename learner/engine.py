@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from data.trajectory import TrajectoryGroup
+from learner.algorithms.base import Advantages
 from learner.algorithms.config import AlgorithmConfig
 from learner.algorithms.pipeline import AlgorithmPipeline
 from learner.batch import SampleRow, batch_stats, micro_batch, mini_normaliser, sample_rows, segments
@@ -176,6 +177,19 @@ class PolicyLearner:
                             "accuracy": float(np.mean(g.rewards.get("accuracy", np.zeros(g.size))))}
                            for g in groups]
         return stats
+
+    @torch.no_grad()
+    def eval_loss(self, groups: list[TrajectoryGroup]) -> dict:
+        """Token-mean negative log-likelihood of the groups' responses under the current policy (held-out SFT
+        loss). Every rank runs every micro-batch (ZeRO-3 forwards are collective)."""
+        self.engine.eval()
+        rows = sample_rows(groups, Advantages(np.zeros((len(groups), groups[0].size))))
+        nll, tokens = 0.0, 0
+        for start in range(0, len(rows), self.micro):
+            mb = micro_batch(rows[start:start + self.micro], self.engine.device)
+            nll += float((-self._logprobs(self.engine.module, mb.segments) * mb.mask).sum())
+            tokens += int(mb.mask.sum())
+        return {"loss": nll / max(tokens, 1), "tokens": tokens}
 
     def _logprobs(self, model, segs) -> torch.Tensor:
         return response_logprobs(model, segs, self.forward_mode, self.temperature, self.vision, self.pad_id,

@@ -59,3 +59,34 @@ def encode_prompt(processor, row: dict, vision: bool, include_map_text: bool = T
     enc = processor(text=[text], images=[image], return_tensors="np")
     mm = {k: np.asarray(v) for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
     return EncodedPrompt([int(t) for t in enc["input_ids"][0]], mm, image)
+
+
+def chat_examples(tok, messages: list[dict]) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids) for every assistant turn of a conversation: the prompt is the chat template of
+    everything before the turn with the generation prompt, the response the turn's tokens up to and including
+    the template's end-of-turn, so the model learns to stop."""
+    out = []
+    for k, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        prompt = tok.apply_chat_template(messages[:k], add_generation_prompt=True, tokenize=False)
+        full = tok.apply_chat_template(messages[:k + 1], tokenize=False)
+        if not full.startswith(prompt):
+            raise ValueError("the chat template does not extend the prompt with the assistant turn")
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        f_ids = tok(full, add_special_tokens=False)["input_ids"]
+        if f_ids[:len(p_ids)] != p_ids:      # the boundary tokenised differently: tokenise the turn alone
+            f_ids = p_ids + tok(full[len(prompt):], add_special_tokens=False)["input_ids"]
+        out.append((p_ids, f_ids[len(p_ids):]))
+    return out
+
+
+def reference_example(processor, row: dict, vision: bool, include_map_text: bool = True,
+                      answer_format: str = "boxed") -> tuple[EncodedPrompt, list[int]]:
+    """A task row's prompt and its `reference_response` followed by the end-of-turn token (SFT cold start)."""
+    ref = row.get("reference_response")
+    if not isinstance(ref, str) or not ref:
+        raise ValueError(f"row {row.get('id')} has no reference_response")
+    tok = tokenizer_of(processor)
+    enc = encode_prompt(processor, row, vision, include_map_text, answer_format)
+    return enc, tok(ref, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
