@@ -202,14 +202,21 @@ def waypoint_result(args, name: str, staleness: int, out_dir: Path) -> dict:
             "first_step_s": ends[0] - t0, **pick, "steps": len(recs), "max_staleness": staleness}
 
 
-def table(results: list[dict]) -> str:
-    trl = next((r for r in results if r["system"] == "trl"), None)
+def median_round(results: list[dict]) -> dict:
+    """One system's rounds -> the round whose samples/s is the median (the lower middle for an even count)."""
+    ordered = sorted(results, key=lambda r: r["samples_per_s"])
+    return ordered[(len(ordered) - 1) // 2]
+
+
+def table(results: list[dict], per_round: bool = False) -> str:
+    trls = {r.get("round"): r for r in results if r["system"] == "trl"}
     head = ("system", "samples/s", "x TRL", "step s", "generate s", "reward s", "learn s", "sync s", "wait s",
             "first step s")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
+        trl = trls.get(r.get("round")) if per_round else next(iter(trls.values()), None)
         ratio = f"{r['samples_per_s'] / trl['samples_per_s']:.2f}" if trl else "-"
-        cells = [r["system"], f"{r['samples_per_s']:.1f}", ratio] + [
+        cells = [r["system"] + (f" #{r['round']}" if per_round else ""), f"{r['samples_per_s']:.1f}", ratio] + [
             "-" if r.get(k) is None else f"{r[k]:.3f}"
             for k in ("step_s", "generate_s", "reward_s", "learn_s", "weight_sync_s", "wait_s")] + [
             f"{r['first_step_s']:.1f}"]
@@ -229,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trl-threads", type=int, default=1,
                     help="torch threads of the TRL process (default 1, as waypoint's rollout and learner actors "
                          "each run; on the shared 2-core machine 2 threads measured 2x slower)")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of all systems; the median round is reported")
     ap.add_argument("--timeout-s", type=float, default=1800.0, help="limit per system")
     ap.add_argument("--child-trl", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -241,21 +249,30 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out_dir = Path(args.json).parent
     out_dir.mkdir(parents=True, exist_ok=True)
-    results = []
-    for system in args.only or SYSTEMS:        # sequentially: never two systems on the CPUs at once
-        print(f"[vs_trl] running {system} ({args.steps} steps) ...", flush=True)
-        if system == "trl":
-            results.append(trl_result(args, cfg, out_dir))
-        else:
-            results.append(waypoint_result(args, system, 0 if system == "onpolicy" else 1, out_dir))
-        print(table(results[-1:]), flush=True)
+    rounds: list[list[dict]] = []
+    for k in range(args.repeat):      # rounds, each system in turn: a load burst on a shared machine hits one round
+        results = []
+        for system in args.only or SYSTEMS:        # sequentially: never two systems on the CPUs at once
+            print(f"[vs_trl] round {k + 1}/{args.repeat}: {system} ({args.steps} steps) ...", flush=True)
+            if system == "trl":
+                results.append(trl_result(args, cfg, out_dir))
+            else:
+                results.append(waypoint_result(args, system, 0 if system == "onpolicy" else 1, out_dir))
+            results[-1]["round"] = k + 1
+            print(table(results[-1:]), flush=True)
+        rounds.append(results)
+    summary = [median_round([r[i] for r in rounds]) for i in range(len(rounds[0]))]
     report = {"command": " ".join(["python -m benchmarks.vs_trl", *(argv if argv is not None else sys.argv[1:])]),
-              "steps": args.steps, "warmup": args.warmup, "cpu_count": os.cpu_count(), "results": results}
-    trl = next((r for r in results if r["system"] == "trl"), None)
+              "steps": args.steps, "warmup": args.warmup, "repeat": args.repeat, "cpu_count": os.cpu_count(),
+              "load_average": os.getloadavg(), "results": summary, "rounds": rounds}
+    trl = next((r for r in summary if r["system"] == "trl"), None)
     if trl:
-        report["ratio_to_trl"] = {r["system"]: r["samples_per_s"] / trl["samples_per_s"] for r in results}
+        report["ratio_to_trl"] = {r["system"]: r["samples_per_s"] / trl["samples_per_s"] for r in summary}
     Path(args.json).write_text(json.dumps(report, indent=2))
-    print(table(results))
+    if args.repeat > 1:
+        print("every round:\n" + table([r for rs in rounds for r in rs], per_round=True))
+        print(f"per system, the round with the median samples/s (of {args.repeat}):")
+    print(table(summary))
     print(f"[vs_trl] wrote {args.json}")
     return 0
 
