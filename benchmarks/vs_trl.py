@@ -111,7 +111,9 @@ def run_trl(cfg, steps: int, threads: int, out_path: Path, run_dir: Path) -> Non
         top_k=0, beta=0.0, epsilon=cfg.algorithm.clip_low, epsilon_high=cfg.algorithm.clip_high,
         loss_type="dapo", scale_rewards="group", learning_rate=L.lr, weight_decay=L.weight_decay,
         adam_beta1=L.betas[0], adam_beta2=L.betas[1], max_grad_norm=L.max_grad_norm, lr_scheduler_type="constant",
-        warmup_steps=0, optim="adamw_torch", use_cpu=True, bf16=False, report_to="none", save_strategy="no",
+        warmup_steps=0, optim="adamw_torch",
+        # TRL's GRPOConfig turns gradient checkpointing on by default; the waypoint learner follows its config
+        gradient_checkpointing=L.gradient_checkpointing, use_cpu=True, bf16=False, report_to="none", save_strategy="no",
         logging_steps=10**6, log_completions=False, seed=cfg.train.seed, dataloader_num_workers=0,
         disable_tqdm=True)
     data = Dataset.from_dict({"prompt": messages, "row_index": list(range(len(rows)))})
