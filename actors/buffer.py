@@ -102,6 +102,20 @@ class TrajectoryBuffer:
             cond.notify_all()
             return len(self.q.entries)
 
+    async def put_many(self, refs: list, versions: list[int], force: bool = False) -> int:
+        """`put` for several groups in one call (the feeder collects a generate call's groups together);
+        `refs` is a list of references, so Ray passes them unresolved. Each waits for room as `put` does."""
+        if len(refs) != len(versions):
+            raise ValueError(f"{len(refs)} groups but {len(versions)} versions")
+        cond = self._cond()
+        async with cond:
+            for ref, version in zip(refs, versions):
+                if not force:
+                    await cond.wait_for(lambda: not self.q.full())
+                self.q.put(ref, version)
+                cond.notify_all()
+            return len(self.q.entries)
+
     async def take(self, n: int, learner_version: int, timeout_s: float | None = None) -> list:
         """Returns [[ref, version], ...] of n groups; raises TimeoutError after timeout_s."""
         cond = self._cond()

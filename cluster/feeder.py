@@ -55,7 +55,9 @@ class RolloutFeeder:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._paused = threading.Event()
+        self._wake = threading.Event()   # set by advance/resume/stop: new budget, issue now instead of polling
         self._issuing = False
+        self._collecting = False   # groups taken off _pending and not yet in the buffer
         self._thread = threading.Thread(target=self._run, name="rollout-feeder", daemon=True)
 
     # ---- controller side ---------------------------------------------------------------------------
@@ -66,13 +68,14 @@ class RolloutFeeder:
         """Stop issuing and wait until every in-flight group is in the buffer (for a consistent checkpoint)."""
         self._paused.set()
         deadline = time.time() + timeout_s
-        while (self._pending or self._issuing) and time.time() < deadline:
+        while (self._pending or self._issuing or self._collecting) and time.time() < deadline:
             time.sleep(0.05)
         if self._pending:
             raise TimeoutError(f"{len(self._pending)} groups still in flight after {timeout_s} s")
 
     def resume(self) -> None:
         self._paused.clear()
+        self._wake.set()
 
     def state_dict(self) -> dict:
         with self._lock:
@@ -95,10 +98,12 @@ class RolloutFeeder:
     def advance(self, version: int) -> None:
         with self._lock:
             self.version = version
+        self._wake.set()
 
     def stop(self, drain: bool = True, timeout_s: float = 300.0) -> None:
         """Stop issuing; with drain, wait for in-flight groups and park them in the buffer (none is lost)."""
         self._stop.set()
+        self._wake.set()
         self._thread.join()
         deadline = time.time() + timeout_s
         while drain and self._pending and time.time() < deadline:
@@ -122,14 +127,15 @@ class RolloutFeeder:
     def _run(self) -> None:
         try:
             while not self._stop.is_set():
+                self._wake.clear()      # a wake-up from here on is seen by the wait below
                 if not self._paused.is_set():
                     self._issuing = True
                     self._issue()
                     self._issuing = False
                 if self._pending:
-                    self._collect(timeout=0.05)
+                    self._collect(timeout=0.02)
                 else:
-                    time.sleep(0.02)
+                    self._wake.wait(0.05)
         except Exception as e:  # noqa: BLE001 - surfaced to the controller, which stops the run
             self.error = f"feeder crashed: {type(e).__name__}: {e}"
 
@@ -163,7 +169,21 @@ class RolloutFeeder:
                 self._pending[status_ref] = (group_ref, call, stages)
 
     def _collect(self, timeout: float, force: bool = False) -> None:
-        ready, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=timeout)
+        """Everything that is done: waits up to `timeout` for the first group, then takes all finished ones
+        and puts the scored groups into the buffer in one call."""
+        ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=timeout)
+        if not ready:
+            return
+        if len(self._pending) > 1:
+            ready, _ = ray.wait(list(self._pending), num_returns=len(self._pending), timeout=0)
+        self._collecting = True
+        try:
+            self._deliver(ready, force)
+        finally:
+            self._collecting = False
+
+    def _deliver(self, ready: list, force: bool) -> None:
+        scored = []   # (group ref, status) of the groups that reached the end of their route
         for status_ref in ready:
             group_ref, call, stages = self._pending.pop(status_ref)
             idx = self._close_one(call)
@@ -183,8 +203,13 @@ class RolloutFeeder:
                 if len(self._dead) == len(self.rollout):
                     self.error = f"every rollout actor died; last failure: {self.last_failure}"
                 continue
-            ray.get(self.buffer.put.remote([group_ref], status["version"], force))  # blocks while full
-            with self._lock:
+            scored.append((group_ref, status))
+        if not scored:
+            return
+        ray.get(self.buffer.put_many.remote([g for g, _ in scored], [st["version"] for _, st in scored],
+                                            force))  # blocks while full
+        with self._lock:
+            for _, status in scored:
                 self.generated += 1
                 self.delivered += 1
                 self.reward_failures.update(status["failures"])

@@ -27,6 +27,8 @@ METRICS: dict[str, str] = {
     # MetricsLogger itself
     "step": "optimizer step the line belongs to (0-based)",
     "time": "seconds since the logger started (JSONL only, not a gauge)",
+    "unix_time": "wall clock (unix seconds) when the line was written: start-up and step ends across processes "
+                 "(JSONL only)",
     # reward components, batch means (learner/batch.py::batch_stats; actors/reward.py SCORE_KEYS, actors/prm.py)
     "reward/format": "format reward",
     "reward/accuracy": "answer accuracy (0/1, or partial credit)",
@@ -129,7 +131,7 @@ METRICS: dict[str, str] = {
 }
 
 # Written to metrics.jsonl but not served as a gauge.
-JSONL_ONLY = frozenset({"time"})
+JSONL_ONLY = frozenset({"time", "unix_time"})
 
 _PATTERN_CHARS = set("*?[")
 
@@ -177,7 +179,8 @@ class MetricsLogger:
         self.start = time.time()
 
     def log(self, step: int, record: dict) -> None:
-        line = {"step": step, "time": round(time.time() - self.start, 3), **record}
+        now = time.time()
+        line = {"step": step, "time": round(now - self.start, 3), "unix_time": round(now, 3), **record}
         self._file.write(json.dumps(line, default=_jsonable) + "\n")
         self._file.flush()
         for key, value in flatten(record).items():

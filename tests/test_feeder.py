@@ -124,3 +124,19 @@ def test_dead_reference_actor_stops_the_run_with_a_clear_error(local_ray):
     feeder.stop(drain=False)
     assert feeder.error and "the reference actor died" in feeder.error
     assert feeder.stats()["dropped"].get("reference_dead", 0) >= 1
+
+
+def test_buffer_put_many_keeps_order_versions_and_back_pressure(local_ray):
+    buffer = TrajectoryBuffer.remote(capacity=2, max_staleness=1)
+    refs = [ray.put(f"group-{i}") for i in range(3)]
+    # three groups into room for two: the call waits until a take makes room for the third
+    pending = buffer.put_many.remote(refs, [0, 1, 1])
+    got = ray.get(buffer.take.remote(2, 1, 60))
+    assert [ray.get(w[0]) for w, _ in got] == ["group-0", "group-1"] and [v for _, v in got] == [0, 1]
+    assert ray.get(pending, timeout=60) == 1
+    last = ray.get(buffer.take.remote(1, 2, 60))
+    assert ray.get(last[0][0][0]) == "group-2"
+    stats = ray.get(buffer.stats.remote())
+    assert stats["buffer_put"] == 3 and stats["buffer_consumed"] == 3 and stats["buffer_size"] == 0
+    with pytest.raises(ray.exceptions.RayTaskError, match="2 groups but 1 versions"):
+        ray.get(buffer.put_many.remote(refs[:2], [0]))
