@@ -29,6 +29,7 @@ class ClusterConfig(Section):
     dashboard_port: int = 8265
     metrics_port: int = 0                 # Prometheus exporter of the controller; 0 = pick a free port, -1 = off
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK"] = "PACK"
+    max_restarts: int = Field(3, ge=0)    # per role: dead reward / PRM actors replaced, their groups re-scored
 
 
 class ModelConfig(Section):

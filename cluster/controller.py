@@ -50,7 +50,8 @@ def train(cfg: WaypointConfig) -> dict:
         feeder = RolloutFeeder(schedule.sampler, actors.rollout, actors.reward, actors.buffer, gps,
                                cfg.buffer.max_staleness, total_groups=gps * cfg.train.steps,
                                prompts_per_call=cfg.rollout.prompts_per_call, seed=cfg.train.seed,
-                               reference_actors=actors.reference, prm_actors=actors.prm)
+                               reference_actors=actors.reference, prm_actors=actors.prm,
+                               respawn=actors.respawn, max_restarts=cfg.cluster.max_restarts)
         consumers = actors.rollout + actors.reference                 # who receives each new weight set
         between = BetweenSteps(cfg, schedule, feeder, actors, vision)  # curriculum, VPS passes, evaluation
         wait_started(actors.starting + [(f"learner rank {i}", r) for i, r in enumerate(learner.setup_refs)])
@@ -218,6 +219,8 @@ def step_record(stats: dict, sync: dict, now: dict, last: dict, buf: dict, wait_
         "weight_sync/bytes": sync["weight_bytes"], "weight_sync/version": sync["version"],
         "buffer/size": buf["buffer_size"], "buffer/dropped": sum(buf["buffer_dropped"].values()),
         "feeder/dropped": sum(now["dropped"].values()), "feeder/in_flight": now["in_flight"],
+        **{f"faults/restarts/{role}": float(n) for role, n in now["restarts"].items()},
+        **{f"faults/rerouted/{role}": float(n) for role, n in now["rerouted"].items()},
         "reward_failures_total": sum(now["reward_failures"].values()),
     }
 
@@ -239,7 +242,8 @@ def close_accounting(feeder: dict, buf: dict, expected: int) -> dict:
     for reason, n in buf["buffer_dropped"].items():
         dropped[f"buffer_{reason}"] = dropped.get(f"buffer_{reason}", 0) + n
     acct = {"generated": feeder["generated"], "consumed": buf["buffer_consumed"], "in_buffer": buf["buffer_size"],
-            "dropped": dropped, "reward_failures": feeder["reward_failures"]}
+            "dropped": dropped, "reward_failures": feeder["reward_failures"],
+            "restarts": feeder["restarts"], "rerouted": feeder["rerouted"]}
     acct["closes"] = acct["generated"] == acct["consumed"] + acct["in_buffer"] + sum(dropped.values())
     if not acct["closes"]:
         print(f"[waypoint] WARNING: accounting does not close: {acct}", flush=True)

@@ -92,6 +92,8 @@ class Actors:
     prm: list = field(default_factory=list)         # GroundedPRM step scorers (empty when prm.enabled is off)
     rollout_groups: list = field(default_factory=list)   # one STRICT_PACK group per tensor-parallel engine
     starting: list = field(default_factory=list)   # (actor name, ready ref) of the actors still starting
+    # role -> (index, restart number) -> a fresh actor in the dead one's place (stateless scoring roles only)
+    respawn: dict = field(default_factory=dict)
 
     def shutdown(self) -> None:
         """Kill every actor and free the placement groups (a long-lived cluster outlives the run)."""
@@ -265,8 +267,12 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
     starting = [(f"{prefix}{role}-{i}", a.ready.remote())            # surface start-up errors before the run
                 for role, group in (("rollout", rollout), ("reference", reference), ("prm", prm), ("reward", reward))
                 for i, a in enumerate(group)]
+    respawn = {"reward": lambda i, n: reward_actor(cfg, env, name=f"{prefix}reward-{i}-restart{n}")}
+    if prm:
+        respawn["prm"] = lambda i, n: prm_actor(cfg, model_path, engine, env, name=f"{prefix}prm-{i}-restart{n}",
+                                                scheduling_strategy=at("prm", i))
     actors = Actors(rollout, reward, buffer, learners, pg, reference, prm, rollout_groups=engine_pgs,
-                    starting=starting)
+                    starting=starting, respawn=respawn)
     if wait:
         wait_started(starting)
     return actors

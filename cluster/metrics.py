@@ -92,6 +92,10 @@ METRICS: dict[str, str] = {
     "buffer/dropped": "groups the buffer dropped (stale), cumulative",
     "feeder/dropped": "groups the feeder dropped (stale or failed, regenerated), cumulative",
     "feeder/in_flight": "rollout/reward calls in flight",
+    "faults/restarts/reward": "reward actors replaced after dying, cumulative (logged once one happened)",
+    "faults/restarts/prm": "PRM actors replaced after dying, cumulative",
+    "faults/rerouted/reward": "groups re-scored on a replacement reward actor, cumulative",
+    "faults/rerouted/prm": "groups re-scored on a replacement PRM actor, cumulative",
     "reward_failures_total": "samples scored 0 for a timeout/error/bad row, cumulative",
     # data schedule (data/curriculum.py::stage_metrics, data/sampling.py, cluster/schedule.py)
     "curriculum/stage": "curriculum stage index after the step",
