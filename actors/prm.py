@@ -125,8 +125,9 @@ class ProcessScorer:
             out.update({"tool_seconds": tool["tool_seconds"], "tool_timeouts": float(tool["timeouts"]),
                         "tool_crashes": float(tool["crashes"])})
         else:
+            # "neither": a label token was generated but no label is among its top k (score 0.5 as well)
             out.update({f"label_{k}_rate": c[f"label_{k}"] / steps
-                        for k in ("both", "right_only", "wrong_only", "no_label")})
+                        for k in ("both", "right_only", "wrong_only", "neither", "no_label")})
         if self.scores:
             q = np.quantile(self.scores, [0.1, 0.5, 0.9])
             out.update({"score_mean": float(np.mean(self.scores)), "score_p10": float(q[0]),

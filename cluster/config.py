@@ -165,6 +165,7 @@ class RewardConfig(Section):
     counting1_detail: bool = False        # defined but disabled in the released code
     unwrap_text: bool = True              # read \boxed{\text{Yes}} as "yes"; False reproduces the released parser
     sample_timeout_s: float = 5.0         # per-sample limit; a sample over it gets reward 0 and a counted reason
+    startup_timeout_s: float = 120.0      # scoring worker's spawn + imports, its own limit (not a sample's)
     num_cpus: float = 0.25
 
 

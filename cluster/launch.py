@@ -146,7 +146,7 @@ def reward_actor(cfg: WaypointConfig, env: dict, **options):
     """A RewardActor for this config's task (`options`: Ray actor options)."""
     from actors.reward import RewardActor
     return RewardActor.options(num_cpus=cfg.reward.num_cpus, runtime_env=env, **options).remote(
-        cfg.data.task, reward_options(cfg), cfg.reward.sample_timeout_s)
+        cfg.data.task, reward_options(cfg), cfg.reward.sample_timeout_s, cfg.reward.startup_timeout_s)
 
 
 def prm_actor(cfg: WaypointConfig, model_path: str, engine: str, env: dict, **options):

@@ -127,6 +127,7 @@ METRICS: dict[str, str] = {
     "prm/label_both_rate": "generative PRM: share of steps with both labels in the top k",
     "prm/label_right_only_rate": "generative PRM: share of steps with only the right label",
     "prm/label_wrong_only_rate": "generative PRM: share of steps with only the wrong label",
+    "prm/label_neither_rate": "generative PRM: share of steps whose label token has no label in its top k (0.5)",
     "prm/label_no_label_rate": "generative PRM: share of steps with no label (score 0.5)",
     "prm/score_mean": "mean step score since the previous step",
     "prm/score_p10": "10th percentile step score since the previous step",

@@ -65,9 +65,11 @@ def plain_responses(cfg: WaypointConfig, rows: list[dict], rollout: list) -> lis
 
 def score_responses(cfg: WaypointConfig, rows: list[dict], responses: list[str]) -> list[dict]:
     """The task's reward function on each response, in the reward actor's sandboxed child with its time limit."""
-    from actors.reward import SCORERS, SampleScorer
+    from actors.reward import SCORERS
+    from actors.scoring_sandbox import SampleScorer
     from cluster.launch import reward_options
-    scorer = SampleScorer(SCORERS[cfg.data.task], reward_options(cfg), cfg.reward.sample_timeout_s)
+    scorer = SampleScorer(SCORERS[cfg.data.task], reward_options(cfg), cfg.reward.sample_timeout_s,
+                          cfg.reward.startup_timeout_s)
     try:
         out = []
         for row, text in zip(rows, responses):

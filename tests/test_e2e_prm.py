@@ -60,6 +60,12 @@ class ScriptedJudge:
         return out
 
 
+def assert_multiple(x: float) -> bool:
+    """x is a whole number (a count recovered from a rate or a mean)."""
+    assert abs(x - round(x)) < 1e-6, x
+    return True
+
+
 def _check_outputs(out_dir, summary):
     table = pq.read_table(out_dir / "paths.parquet").to_pylist()
     conversations = [json.loads(line) for line in (out_dir / "conversations.jsonl").read_text().splitlines()]
@@ -92,12 +98,27 @@ def test_label_search_with_a_scripted_policy_finds_positive_and_negative_paths(l
     assert server.counts["answers_correct"] > 0 and server.counts["answers_wrong"] > 0
     assert summary["positive"] > 0 and summary["negative"] > 0
     table = _check_outputs(tmp_path / "labels", summary)
-    # a positive path is the reference solution itself: every step verified or answered right, all "+"
-    positives = [p for p in table if p["polarity"] == "positive"]
-    assert all(set(p["labels"]) == {"+"} for p in positives)
-    assert any(p["steps"] == r["reference_response"].split("\n\n") for p in positives for r in rows)
-    # negatives end in a "-" (truncation keeps the first wrong step and cuts what follows a recovery)
-    assert all(p["labels"][-1] == "-" or "-" in p["labels"] for p in table if p["polarity"] == "negative")
+    assert summary["positive"] == sum(p["polarity"] == "positive" for p in table)
+    reference = {r["id"]: r["reference_response"].split("\n\n") for r in rows}
+    for rid in reference:    # at most paths_per_label of each polarity per problem
+        assert sum(p["problem_id"] == rid and p["polarity"] == "positive" for p in table) <= 2
+        assert sum(p["problem_id"] == rid and p["polarity"] == "negative" for p in table) <= 2
+    for p in table:
+        ref = reference[p["problem_id"]]
+        # the scripted policy writes step i of the reference, right or corrupted, whatever came before it
+        assert all(step in (ref[i], corrupt(ref[i])) for i, step in enumerate(p["steps"]))
+        if p["polarity"] == "positive":
+            # the reference solution itself: every step verified or answered right, all "+"
+            assert p["steps"] == ref and p["labels"] == ["+"] * len(ref)
+            continue
+        # a negative path is cut at its first corrupted step k: "+" before it, "-" from it on, and it stops
+        # before the next right (recovering) step, so every kept step from k on is corrupted
+        k = next(i for i, step in enumerate(p["steps"]) if step != ref[i])
+        assert p["labels"] == ["+"] * k + ["-"] * (len(p["steps"]) - k), p
+        assert p["steps"][k:] == [corrupt(ref[i]) for i in range(k, len(p["steps"]))], p
+        assert p["full_length"] >= len(p["steps"])
+        if p["full_length"] > len(p["steps"]):      # what was cut starts with a right step
+            assert p["scores"][-1] < 0
 
 
 def test_judge_verdicts_replace_tool_values_and_unreadable_ones_keep_them(local_ray, tmp_path):
@@ -145,11 +166,16 @@ def test_tool_only_prm_rewards_train(local_ray, tmp_path):
     assert len(records) == 3
     assert_catalogued(records)
     for r in records:
-        assert 0.0 <= r["reward/process"] <= 1.0
-        for key in ("prm/steps_per_sample", "prm/verified_rate", "prm/refuted_rate", "prm/not_checkable_rate",
-                    "prm/tool_seconds", "prm/tool_timeouts", "time/prm_s", "loss/ratio_mean", "grad_norm"):
+        for key in ("prm/tool_seconds", "prm/tool_timeouts", "time/prm_s", "loss/ratio_mean", "grad_norm"):
             assert math.isfinite(r[key]), key
-        assert r["prm/verified_rate"] + r["prm/refuted_rate"] + r["prm/not_checkable_rate"] == pytest.approx(1.0)
+        # min over tool step scores in {0, 0.5 (neutral), 1}, and 0 for a stepless sample: each of the 8
+        # samples' process rewards is a multiple of 0.5, so their batch mean is a multiple of 1/16
+        assert_multiple(r["reward/process"] * 16)
+        # the rates are counts over the steps scored so far (steps_per_sample x samples scored)
+        steps = r["prm/steps_per_sample"] * r["prm/samples_scored"]
+        assert assert_multiple(steps) and steps >= 1
+        for kind in ("verified", "refuted", "not_checkable"):
+            assert_multiple(r[f"prm/{kind}_rate"] * steps)
         assert abs(r["loss/ratio_mean"] - 1.0) < 1e-4
     assert records[-1]["prm/samples_scored"] == 3 * 2 * 4
 
@@ -166,9 +192,26 @@ def test_search_cli_with_a_generative_prm_on_vllm(local_ray, tmp_path):
     assert main(args) == 0
     report = json.loads(out.read_text())
     assert report["problems"] == 2 and set(report["methods"]) == {"prm_guided", "plain_sampling"}
-    for m in report["methods"].values():
-        assert 0.0 <= m["accuracy"] <= 1.0 and m["scoring_failures"] == 0
-    assert 1.0 <= report["methods"]["prm_guided"]["steps_mean"] <= 2.0
+    # accuracy is the share of problems whose response the task's scorer marks right, rescored here
+    from cluster.config import load_config
+    from cluster.launch import reward_options
+    from cluster.stepwise import math_policy_and_problems
+    from rewards.math_answer import score
+    cfg = load_config("configs/cpu_tiny_prm.yaml", [a for i, a in enumerate(args[:-2]) if args[i - 1] == "--set"])
+    rows = {r["id"]: r for r in math_policy_and_problems(cfg, 2, "test")[2]}
+    examples = report["examples"]
+    assert [e["id"] for e in examples] == list(rows)
+    for name, key in (("prm_guided", "guided"), ("plain_sampling", "plain")):
+        m = report["methods"][name]
+        right = [score(e[key], rows[e["id"]], **reward_options(cfg))["accuracy"] for e in examples]
+        assert m["accuracy"] == pytest.approx(sum(right) / len(right)) and m["scoring_failures"] == 0
+    steps_mean = report["methods"]["prm_guided"]["steps_mean"]
+    assert 1.0 <= steps_mean <= 2.0
+    # every kept step was chosen among 2 scored candidates: 2 x 2 problems x steps_mean PRM turns, each counted
+    # under exactly one label kind
     stats = report["prm_stats"]
-    rates = [stats[f"label_{k}_rate"] for k in ("both", "right_only", "wrong_only", "no_label")]
-    assert sum(rates) == pytest.approx(1.0) and stats["samples_scored"] == 0.0   # score_next only, no groups
+    turns = 2 * 2 * steps_mean
+    counts = [stats[f"label_{k}_rate"] * turns for k in ("both", "right_only", "wrong_only", "neither", "no_label")]
+    for c in counts:
+        assert_multiple(c)
+    assert sum(counts) == pytest.approx(turns) and stats["samples_scored"] == 0.0   # score_next only, no groups
