@@ -5,6 +5,7 @@ instead of a silently ignored knob. Paper knobs carry the paper's default (docs/
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -300,7 +301,34 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     parts = [p for p in key.strip().split(".") if p]
     if not parts:
         raise ConfigError(f"--set {text!r}: empty key")
-    return parts, yaml.safe_load(raw) if raw.strip() else ""
+    if not raw.strip():
+        return parts, ""
+    try:
+        value = yaml.safe_load(raw)
+    except (yaml.YAMLError, RecursionError) as e:   # RecursionError: thousands of nested brackets
+        raise ConfigError(f"--set {'.'.join(parts)}: value is not valid YAML: {_first_line(e)}") from None
+    bad = _non_finite_key(value, parts)
+    if bad is not None:
+        raise ConfigError(f"--set {bad}: not a finite number (nan and inf are never a usable setting)")
+    return parts, value
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _non_finite_key(value: Any, parts: list[str]) -> str | None:
+    """Dotted key of the first NaN/inf float under `value` (iterative: YAML can nest deeper than the stack)."""
+    stack = [(value, parts)]
+    while stack:
+        node, at = stack.pop()
+        if isinstance(node, float) and not math.isfinite(node):
+            return ".".join(at)
+        if isinstance(node, dict):
+            stack.extend((v, [*at, str(k)]) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, [*at, str(i)]) for i, v in enumerate(node))
+    return None
 
 
 def apply_override(tree: dict, parts: list[str], value: Any) -> None:
@@ -320,14 +348,19 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         source = str(path)
         try:
             text = Path(path).read_text()
-        except OSError as e:
-            raise ConfigError(f"cannot read config {path}: {e}") from e
+        except (OSError, UnicodeDecodeError) as e:     # UnicodeDecodeError: a binary file
+            raise ConfigError(f"cannot read config {path}: {e}") from None
         try:
             tree = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from e
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        except RecursionError:
+            raise ConfigError(f"{path}: not valid YAML: nested too deeply") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: top level must be a mapping of sections")
+        bad = _non_finite_key(tree, [])
+        if bad is not None:
+            raise ConfigError(f"{path}: '{bad}': not a finite number (nan and inf are never a usable setting)")
     try:
         WaypointConfig.model_validate(tree)
     except ValidationError as e:

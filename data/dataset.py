@@ -46,9 +46,23 @@ def write_parquet(rows: list[dict], path: str | Path) -> None:
     pq.write_table(table, str(path))
 
 
+class DataFileError(ValueError):
+    """A data file that cannot be read at all (truncated, not its format, not UTF-8); the message names it."""
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read: {exc}") from None
+
+
 def _json_records(path: Path) -> list:
     """A JSON file: a list of records, or an object holding one under "data", "rows" or "train"."""
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(_read_bytes(path).decode("utf-8"))
+    except (ValueError, RecursionError) as exc:    # UnicodeDecodeError is a ValueError; RecursionError: deep nesting
+        raise DataFileError(f"{path}: not a JSON file: {type(exc).__name__}: {str(exc)[:200]}") from None
     if isinstance(data, dict):
         for key in ("data", "rows", "train"):
             if isinstance(data.get(key), list):
@@ -58,21 +72,26 @@ def _json_records(path: Path) -> list:
 
 
 def _jsonl_records(path: Path) -> list:
-    """One record per non-empty line; an unparsable line becomes a RowError placeholder."""
+    """One record per non-empty line; an unparsable line becomes a RowError placeholder. Lines end at "\n" only:
+    str.splitlines would also split inside a JSON string holding U+2028 or U+0085, breaking a valid record."""
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
-        if line.strip():
-            try:
+    for n, raw in enumerate(_read_bytes(path).split(b"\n")):
+        try:
+            line = raw.decode("utf-8")
+            if line.strip():
                 out.append(json.loads(line))
-            except ValueError as exc:
-                out.append(RowError(f"bad json line: line {n + 1}: {exc}"))
+        except (ValueError, RecursionError) as exc:    # bad UTF-8 or JSON in this line only
+            out.append(RowError(f"bad json line: line {n + 1}: {type(exc).__name__}: {str(exc)[:200]}"))
     return out
 
 
 def read_records(path: Path) -> list:
     """Raw records of one file, in file order."""
     if path.suffix == ".parquet":
-        return pq.read_table(str(path)).to_pylist()
+        try:
+            return pq.read_table(str(path)).to_pylist()
+        except (pa.ArrowException, OSError) as exc:    # truncated or not parquet at all
+            raise DataFileError(f"{path}: not a readable parquet file: {exc}") from None
     if path.suffix == ".jsonl":
         return _jsonl_records(path)
     if path.suffix == ".json":

@@ -23,6 +23,7 @@ from rewards.stations import load_line_table, strip_markers
 
 _TRUE = {"1", "yes", "true", "y"}
 _FALSE = {"0", "no", "false", "n"}
+_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
 
 
 def _type(raw: dict, default_type: str | None) -> str:
@@ -53,12 +54,17 @@ def _int(value, what: str) -> int:
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, int):
-        return value
+        value = int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value.strip())
-    raise RowError(f"bad {what}: {value!r} is not an integer")
+        try:       # isdigit() accepts '²', which int() refuses, and int() refuses over 4300 digits
+            value = int(value.strip())
+        except ValueError:
+            raise RowError(f"bad {what}: {value[:40]!r} is not an integer") from None
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not _INT64_MIN <= value <= _INT64_MAX:          # the row schema stores int64
+            raise RowError(f"bad {what}: {str(value)[:40]} is out of the int64 range")
+        return value
+    raise RowError(f"bad {what}: {str(value)[:40]!r} is not an integer")
 
 
 def _count(raw: dict, key: str, default: int) -> int:
@@ -131,6 +137,15 @@ def _routes(raw: dict) -> list[list[tuple[str, str, str]]]:
         raise RowError(f"bad routes: {type(exc).__name__}: {exc}") from None
 
 
+def _options(raw: dict) -> list[str]:
+    value = raw.get("options")
+    if value is None or value == "":
+        return []
+    if not isinstance(value, (list, tuple)):          # a string would become one option per character
+        raise RowError(f"bad options: expected a list, got {type(value).__name__}")
+    return [str(o) for o in value]
+
+
 def _difficulty(raw: dict, line_count: int, transfer_count: int) -> str:
     value = raw.get("difficulty_city")
     if value in (None, ""):
@@ -185,7 +200,7 @@ def normalize_row(raw: dict, index: int, base_dir: Path | None = None, default_t
         "question_transfer_count": _count(raw, "question_transfer_count", qt_default),
         "country": str(raw.get("country") or ""), "city": str(raw.get("city") or ""),
         "station_1": s1, "station_2": s2, "json": table, "figure": figure,
-        "map_text": map_text(lines) if lines else "", "options": [str(o) for o in raw.get("options") or []],
+        "map_text": map_text(lines) if lines else "", "options": _options(raw),
         "routes": route_json(routes), "reference_response": str(raw.get("reference_response") or "")
         or _reference(qtype, answer, net, s1, s2, routes), "source": source,
     }

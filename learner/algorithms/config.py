@@ -32,7 +32,7 @@ class AlgorithmConfig(Section):
         try:
             load_plugins(self.plugins)
             cls = get_algorithm(self.advantage)
-        except (ImportError, KeyError) as e:    # pydantic reports ValueErrors with the key's name
+        except (ImportError, KeyError, TypeError) as e:   # pydantic reports ValueErrors with the key's name
             raise ValueError(str(e).strip('"')) from None
         if cls.Config is not None:     # unknown or mistyped plugin knobs fail here, by name
             try:
