@@ -318,12 +318,17 @@ def _first_line(err: BaseException) -> str:
 
 
 def _non_finite_key(value: Any, parts: list[str]) -> str | None:
-    """Dotted key of the first NaN/inf float under `value` (iterative: YAML can nest deeper than the stack)."""
-    stack = [(value, parts)]
+    """Dotted key of the first NaN/inf float under `value` (iterative: YAML can nest deeper than the stack;
+    each container once: a YAML alias can make a structure contain itself)."""
+    stack, seen = [(value, parts)], set()
     while stack:
         node, at = stack.pop()
         if isinstance(node, float) and not math.isfinite(node):
             return ".".join(at)
+        if isinstance(node, (dict, list)):
+            if id(node) in seen:
+                continue
+            seen.add(id(node))
         if isinstance(node, dict):
             stack.extend((v, [*at, str(k)]) for k, v in node.items())
         elif isinstance(node, list):

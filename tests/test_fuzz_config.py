@@ -35,6 +35,7 @@ def _load_or_config_error(path, overrides):
 @example(key="learner.lr", value="\x00")                   # was: yaml ReaderError escaped
 @example(key="rollout.temperature", value=".nan")          # was: accepted as a temperature
 @example(key="model.overrides", value="{a: .inf}")         # was: accepted as a tiny-model knob
+@example(key="model.overrides", value="&a [*a]")           # was: a self-containing alias looped forever
 def test_any_override_loads_or_names_its_key(key, value):
     out = _load_or_config_error(None, [f"{key}={value}"])
     if isinstance(out, ConfigError):
