@@ -25,8 +25,8 @@ def save_hf_policy(state: Mapping[str, np.ndarray | torch.Tensor], base_path: st
     shutil.copytree(base, tmp, ignore=shutil.ignore_patterns(*WEIGHT_FILES))   # tokenizer, processor, ...
     cls = AutoModelForImageTextToText if is_vision_model(base) else AutoModelForCausalLM
     model = cls.from_config(AutoConfig.from_pretrained(base), dtype=torch.float32)
-    missing, unexpected = model.load_state_dict({k: torch.as_tensor(np.asarray(v)) for k, v in state.items()},
-                                                strict=False)
+    tensors = {k: v.detach().cpu() if torch.is_tensor(v) else torch.as_tensor(np.asarray(v)) for k, v in state.items()}
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
     missing = [m for m in missing if not m.endswith("lm_head.weight")]   # tied to the embedding
     if missing or unexpected:
         shutil.rmtree(tmp, ignore_errors=True)
