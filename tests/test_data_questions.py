@@ -155,8 +155,9 @@ def test_map_text_matches_table(synthetic_rows):
 def test_prompts(synthetic_rows):
     row = next(r for r in synthetic_rows if r["type"] == "planning")
     text = prompt_text(row)
-    assert text.startswith(row["question"]) and "Metro lines:\n" + row["map_text"] in text
-    assert text.endswith(FORMAT_INSTRUCTIONS["planning"])
+    # what a network's questions share comes first (a common token prefix): the map, the instruction
+    assert text == ("Metro lines:\n" + row["map_text"] + "\n\n" + FORMAT_INSTRUCTIONS["planning"] + "\n\n"
+                    + row["question"])
     assert "Metro lines" not in prompt_text(row, include_map_text=False)
     msgs = build_messages(row, modality="image")
     assert msgs == [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]

@@ -114,8 +114,8 @@ def test_reference_scores_full_marks_both_ways():
 
 def test_prompt_text_for_math():
     row = ROWS[0]
-    assert prompt_text(row) == row["question"] + "\n\n" + TASK_INSTRUCTIONS["math"]["boxed"]
-    assert prompt_text(row, answer_format="tags").endswith("inside <answer></answer>.")
+    assert prompt_text(row) == TASK_INSTRUCTIONS["math"]["boxed"] + "\n\n" + row["question"]
+    assert prompt_text(row, answer_format="tags").startswith(TASK_INSTRUCTIONS["math"]["tags"])
     assert "Metro lines" not in prompt_text(row)
 
 
