@@ -24,6 +24,7 @@ class ReferenceActor:
                                 attn_implementation=attn_implementation)
         self.scored = 0
         self.missing_spans = 0
+        self.approximated_updates = 0   # EMA steps replayed with later weights after a restart (catch_up)
 
     def score(self, group: TrajectoryGroup, status: dict) -> tuple[TrajectoryGroup, dict]:
         """Call with `num_returns=2` on a reward actor's (group, status): adds `group.answer_likelihood`."""
@@ -63,8 +64,17 @@ class ReferenceActor:
     def load(self, path: str) -> int:
         return self.ref.load(path)
 
+    def restore(self, checkpoint_dir: str | None, wrapped_state_ref: list, version: int) -> dict:
+        """A replacement's EMA state: the last checkpoint's (or the initial policy, the EMA's start, when there
+        is none), then the steps due since, caught up with the policy weights of `version`."""
+        restored = self.ref.load(checkpoint_dir) if checkpoint_dir else 0
+        k = self.ref.catch_up(ray.get(wrapped_state_ref[0]), version) if version > restored else 0
+        self.approximated_updates += k
+        return {"restored_version": restored, "approximated_updates": k}
+
     def stats(self) -> dict:
         return {"ema_updates": self.ref.updates, "ema_version": self.ref.version,
+                "ema_approximated_updates": self.approximated_updates,
                 "samples_scored": self.scored, "answer_span_missing": self.missing_spans}
 
     def ready(self) -> bool:

@@ -13,21 +13,36 @@ import time
 import ray
 
 
+def gather_loads(refs: list, consumers: list, timeout_s: float) -> tuple[list[float], list]:
+    """The load times of the consumers that took the weights, and the consumers that died meanwhile (their
+    replacement gets the weights later, cluster.restarts); any other failure is raised."""
+    done, dead = [], []
+    for ref, consumer in zip(refs, consumers):
+        try:
+            done.append(ray.get(ref, timeout=timeout_s))
+        except ray.exceptions.RayActorError:
+            dead.append(consumer)
+    return done, dead
+
+
 class ObjectStoreTransport:
     def __init__(self, timeout_s: float = 300.0):
         self.timeout_s = timeout_s
 
-    def publish(self, learner, rollout_actors: list, version: int) -> dict:
+    def publish(self, learner, consumers: list, version: int) -> dict:
         t0 = time.perf_counter()
         exported = learner.export_weights()
-        load_s = ray.get([a.load_weights.remote(exported["ref"], version) for a in rollout_actors],
-                         timeout=self.timeout_s)
+        load_s, dead = gather_loads([a.load_weights.remote(exported["ref"], version) for a in consumers],
+                                    consumers, self.timeout_s)
         return {"weight_sync_s": time.perf_counter() - t0, "weight_bytes": exported["bytes"],
-                "weight_load_s_max": max(load_s) if load_s else 0.0, "version": version}
+                "weight_load_s_max": max(load_s) if load_s else 0.0, "version": version, "dead": dead}
 
 
 class CollectiveTransport:
-    """The group is formed on the first publish: rank 0 = learner rank 0, then every consumer's ranks."""
+    """The group is formed on the first publish: rank 0 = learner rank 0, then every consumer's ranks. A
+    replaced consumer changes the members: the next publish forms a new group (a fresh port) with them. A
+    consumer that dies during a broadcast fails it (WeightSyncError past the timeout): a collective cannot
+    drop a member midway."""
 
     def __init__(self, backend: str = "auto", bucket_mb: float = 256.0, timeout_s: float = 300.0):
         self.backend, self.timeout_s = backend, timeout_s
@@ -52,16 +67,14 @@ class CollectiveTransport:
 
     def publish(self, learner, consumers: list, version: int) -> dict:
         t0 = time.perf_counter()
-        if self.members is None:
+        if self.members != list(consumers):
             self._form_group(learner, consumers)
-        elif list(consumers) != self.members:
-            raise ValueError("the collective weight group was formed with other consumers")
         sends = [w.broadcast_weights.remote(version) for w in learner.workers]
         loads = [c.receive_weights.remote(version) for c in consumers]
         sent = ray.get(sends, timeout=self.timeout_s + 60)
-        load_s = ray.get(loads, timeout=self.timeout_s + 60)
+        load_s, dead = gather_loads(loads, consumers, self.timeout_s + 60)
         return {"weight_sync_s": time.perf_counter() - t0, "weight_bytes": int(sent[0]),
-                "weight_load_s_max": max(load_s) if load_s else 0.0, "version": version}
+                "weight_load_s_max": max(load_s) if load_s else 0.0, "version": version, "dead": dead}
 
 
 TRANSPORTS = {"object_store": ObjectStoreTransport, "collective": CollectiveTransport}

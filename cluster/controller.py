@@ -20,6 +20,7 @@ from cluster.launch import spawn_actors, start_cluster, wait_started
 from cluster.metrics import MetricsLogger
 from cluster.preemption import StopRequest
 from cluster.progress import progress_bar
+from cluster.restarts import ConsumerRestarts
 from cluster.tasks import load_task_rows, resolve_policy
 from actors.learner_worker import LearnerDiedError, LearnerGroup
 from learner.engine import LearnerSpec
@@ -51,8 +52,10 @@ def train(cfg: WaypointConfig) -> dict:
                                cfg.buffer.max_staleness, total_groups=gps * cfg.train.steps,
                                prompts_per_call=cfg.rollout.prompts_per_call, seed=cfg.train.seed,
                                reference_actors=actors.reference, prm_actors=actors.prm,
-                               respawn=actors.respawn, max_restarts=cfg.cluster.max_restarts)
-        consumers = actors.rollout + actors.reference                 # who receives each new weight set
+                               respawn=actors.respawn, max_restarts=cfg.cluster.max_restarts,
+                               revived=("rollout", "reference"))
+        ckpt = run_dir / "checkpoint"
+        restarts = ConsumerRestarts(feeder, learner, actors.respawn, cfg.cluster.max_restarts, ckpt)
         between = BetweenSteps(cfg, schedule, feeder, actors, vision)  # curriculum, VPS passes, evaluation
         wait_started(actors.starting + [(f"learner rank {i}", r) for i, r in enumerate(learner.setup_refs)])
         print(f"[waypoint] started in {time.perf_counter() - t_start:.1f} s", flush=True)
@@ -60,16 +63,15 @@ def train(cfg: WaypointConfig) -> dict:
         print(f"[waypoint] model={model_path} engine={engine} vision={vision} rows={len(rows)} ray={cluster} "
               f"metrics=http://{cfg.cluster.host}:{metrics.port}/metrics log={metrics.path}", flush=True)
 
-        ckpt = run_dir / "checkpoint"
-
         def save(step: int):
+            restarts.revive(step)          # parked groups of a dead reference go back on their route first
             return save_checkpoint(ckpt, step, learner, schedule, feeder, actors.buffer, actors.reference,
                                    keep=cfg.train.keep_checkpoints)
 
         start = 0
         if cfg.train.resume and has_checkpoint(ckpt):                      # learner, sampler, feeder, buffer
             start = load_checkpoint(ckpt, learner, schedule, feeder, actors.buffer, actors.reference)
-            transport.publish(learner, consumers, version=start)               # rollout serves the saved weights
+            transport.publish(learner, actors.weight_consumers(), version=start)  # rollout serves the saved weights
             feeder.advance(start)
             print(f"[waypoint] resumed from {ckpt} at step {start}", flush=True)
         first = between.run(start, None) if start == 0 else {}         # initial VPS estimate
@@ -80,11 +82,13 @@ def train(cfg: WaypointConfig) -> dict:
         with progress_bar(cfg.train.steps, enabled=cfg.train.progress) as bar, StopRequest() as stop:
             for step in range(start, cfg.train.steps):
                 t0 = time.perf_counter()
-                batch = take_batch(actors.buffer, feeder, gps, learner_version=step)  # scored groups
+                batch = take_batch(actors.buffer, feeder, gps, step, restarts)   # scored groups
                 t1 = time.perf_counter()
                 stats = learner_step(learner, batch, ckpt)                          # advantages, loss, updates
                 t2 = time.perf_counter()
-                sync = transport.publish(learner, consumers, version=step + 1)   # new weights (+ EMA ref)
+                restarts.revive(step + 1)                    # a dead rollout / reference actor gets these weights
+                sync = transport.publish(learner, actors.weight_consumers(), version=step + 1)  # (+ EMA ref)
+                feeder.mark_dead(sync["dead"])               # died meanwhile: replaced at the next revive
                 extra = between.run(step + 1, stats.pop("groups"))      # stage switch, VPS pass, evaluation
                 feeder.advance(step + 1)                                              # generate for v+1
                 now = feeder.stats()
@@ -176,11 +180,14 @@ def learner_step(learner: LearnerGroup, batch: list, ckpt: Path) -> dict:
                            + ("; continue with --set train.resume=true" if last else "")) from e
 
 
-def take_batch(buffer, feeder: RolloutFeeder, n: int, learner_version: int, poll_s: float = 5.0) -> list:
-    """Block until n fresh groups are buffered; fail loudly if the feeder cannot produce them."""
+def take_batch(buffer, feeder: RolloutFeeder, n: int, learner_version: int, restarts: ConsumerRestarts,
+               poll_s: float = 5.0) -> list:
+    """Block until n fresh groups are buffered; fail loudly if the feeder cannot produce them. While waiting,
+    dead rollout / reference actors are replaced with the weights of `learner_version` (the learner is idle)."""
     while True:
         if feeder.error:
             raise RuntimeError(feeder.error)
+        restarts.revive(learner_version)
         try:
             return ray.get(buffer.take.remote(n, learner_version, poll_s))
         except TimeoutError:   # Ray re-raises the actor's asyncio timeout as a TimeoutError subclass

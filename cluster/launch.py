@@ -92,8 +92,12 @@ class Actors:
     prm: list = field(default_factory=list)         # GroundedPRM step scorers (empty when prm.enabled is off)
     rollout_groups: list = field(default_factory=list)   # one STRICT_PACK group per tensor-parallel engine
     starting: list = field(default_factory=list)   # (actor name, ready ref) of the actors still starting
-    # role -> (index, restart number) -> a fresh actor in the dead one's place (stateless scoring roles only)
+    # role -> (index, restart number) -> a fresh actor in the dead one's place
     respawn: dict = field(default_factory=dict)
+
+    def weight_consumers(self) -> list:
+        """Who receives each new weight set, as the pools stand now (a replaced actor included)."""
+        return self.rollout + self.reference
 
     def shutdown(self) -> None:
         """Kill every actor and free the placement groups (a long-lived cluster outlives the run)."""
@@ -243,9 +247,11 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
     env = {"env_vars": worker_env(_uses_gpu(cfg))}
 
     r = cfg.rollout
-    rollout = [rollout_actor(cfg, model_path, engine, vision, i, env, name=f"{prefix}rollout-{i}",
+    def new_rollout(i: int, name: str):
+        return rollout_actor(cfg, model_path, engine, vision, i, env, name=name,
                              scheduling_strategy=engine_strategy(engine_pgs[i]) if engine_pgs else at("rollout", i))
-               for i in range(r.num_actors)]
+
+    rollout = [new_rollout(i, f"{prefix}rollout-{i}") for i in range(r.num_actors)]
     L = cfg.learner
     learners = [LearnerWorker.options(name=f"{prefix}learner-{i}", num_cpus=L.num_cpus, num_gpus=L.num_gpus,
                                       scheduling_strategy=at("learner", i), runtime_env=env).remote(
@@ -254,20 +260,25 @@ def spawn_actors(cfg: WaypointConfig, model_path: str, vision: bool, engine: str
     reward = [reward_actor(cfg, env, name=f"{prefix}reward-{i}") for i in range(cfg.reward.num_actors)]
     buffer = TrajectoryBuffer.options(name=f"{prefix}buffer", runtime_env=env).remote(
         cfg.buffer.capacity, cfg.buffer.max_staleness)
-    reference = []
-    if cfg.algorithm.care_on:
-        care = cfg.algorithm.care
-        reference = [ReferenceActor.options(
-            name=f"{prefix}reference", num_cpus=care.num_cpus, num_gpus=care.num_gpus, runtime_env=env,
+    care = cfg.algorithm.care
+
+    def new_reference(name: str):
+        return ReferenceActor.options(
+            name=name, num_cpus=care.num_cpus, num_gpus=care.num_gpus, runtime_env=env,
             scheduling_strategy=at("reference", 0)).remote(
             model_path, vision, care, dtype=cfg.model.dtype, torch_threads=max(1, int(care.num_cpus)),
-            attn_implementation=cfg.model.attn_implementation)]
+            attn_implementation=cfg.model.attn_implementation)
+
+    reference = [new_reference(f"{prefix}reference")] if cfg.algorithm.care_on else []
     prm = [prm_actor(cfg, model_path, engine, env, name=f"{prefix}prm-{i}", scheduling_strategy=at("prm", i))
            for i in range(cfg.prm.num_actors if cfg.prm.enabled else 0)]
     starting = [(f"{prefix}{role}-{i}", a.ready.remote())            # surface start-up errors before the run
                 for role, group in (("rollout", rollout), ("reference", reference), ("prm", prm), ("reward", reward))
                 for i, a in enumerate(group)]
-    respawn = {"reward": lambda i, n: reward_actor(cfg, env, name=f"{prefix}reward-{i}-restart{n}")}
+    respawn = {"reward": lambda i, n: reward_actor(cfg, env, name=f"{prefix}reward-{i}-restart{n}"),
+               # weight holders: replaced by cluster.restarts, which loads the weights before they serve
+               "rollout": lambda i, n: new_rollout(i, f"{prefix}rollout-{i}-restart{n}"),
+               "reference": lambda i, n: new_reference(f"{prefix}reference-restart{n}")}
     if prm:
         respawn["prm"] = lambda i, n: prm_actor(cfg, model_path, engine, env, name=f"{prefix}prm-{i}-restart{n}",
                                                 scheduling_strategy=at("prm", i))

@@ -40,6 +40,11 @@ def ema_due(version: int, last_version: int, every: int) -> bool:
     return version > last_version and version % every == 0
 
 
+def missed_updates(last_version: int, version: int, every: int) -> int:
+    """EMA steps due after `last_version` up to and including `version` (the versions v with v % every == 0)."""
+    return max(0, version // every - last_version // every)
+
+
 def answer_token_mask(ends: list[int], span: tuple[int, int] | None) -> np.ndarray:
     """[T] bool: tokens whose characters [ends[k-1], ends[k]) overlap the answer span [a, b)."""
     mask = np.zeros(len(ends), dtype=bool)
@@ -97,6 +102,22 @@ class EMAReference:
                     p.copy_(self.master[n])
         self.version, self.updates = version, self.updates + 1
         return True
+
+    def catch_up(self, policy_state: Mapping[str, np.ndarray], version: int) -> int:
+        """After a restart from an older EMA state: the k steps due since, taken with the policy weights of
+        `version` in place of the k policies in between, theta_ref <- d^k theta_ref + (1 - d^k) theta. Exact
+        when k = 0, or when those policies were equal; returns k (the approximated steps)."""
+        k = missed_updates(self.version, version, self.every)
+        if k:
+            target = self.master if self.master is not None else self.params
+            ema_update_(target, policy_state, self.decay ** k)
+            if self.master is not None:
+                with torch.no_grad():
+                    for n, p in self.params.items():
+                        p.copy_(self.master[n])
+            self.updates += k
+        self.version = max(self.version, version)
+        return k
 
     # ---- likelihoods -------------------------------------------------------------------------------
     @torch.no_grad()

@@ -140,3 +140,69 @@ def test_buffer_put_many_keeps_order_versions_and_back_pressure(local_ray):
     assert stats["buffer_put"] == 3 and stats["buffer_consumed"] == 3 and stats["buffer_size"] == 0
     with pytest.raises(ray.exceptions.RayTaskError, match="2 groups but 1 versions"):
         ray.get(buffer.put_many.remote(refs[:2], [0]))
+
+
+def test_groups_of_a_dead_reference_wait_for_its_replacement_and_are_rescored(local_ray):
+    """With the controller's restarts on (`revived`), a dead reference parks its groups, nothing is dropped,
+    and `install` sends them to the replacement; the accounting closes."""
+    buffer = TrajectoryBuffer.remote(capacity=16, max_staleness=0)
+    reward = RewardActor.remote("map_vqa", {}, 30.0)
+    pool = [ReferenceActor.remote("die")]
+    feeder = RolloutFeeder(PromptSampler([ROW]), [FakeRollout.remote()], [reward], buffer, 4, 0, 4, 2,
+                           reference_actors=pool, revived=("rollout", "reference"))
+    feeder.start()
+    deadline = time.time() + 120
+    while not feeder.dead_consumers()["reference"] and time.time() < deadline:
+        time.sleep(0.2)
+    assert feeder.dead_consumers() == {"rollout": [], "reference": [0]} and feeder.error is None
+    with pytest.raises(TimeoutError, match="waiting for a dead reference"):
+        feeder.pause(timeout_s=1)        # a checkpoint now would lose the parked groups: refused
+    feeder.resume()
+    feeder.install("reference", 0, ReferenceActor.remote("ok"))
+    got = ray.get(buffer.take.remote(4, 0, 120))
+    feeder.stop()
+    s = feeder.stats()
+    assert len(got) == 4 and s["dropped"] == {} and s["restarts"] == {"reference": 1}
+    assert s["rerouted"]["reference"] >= 1 and s["generated"] == s["delivered"] == 4
+    assert feeder.dead_consumers() == {"rollout": [], "reference": []}
+    assert all(list(ray.get(e[0][0]).answer_likelihood) == [0.5, 0.5] for e in got)
+
+
+def test_a_dead_rollout_actor_is_reported_and_its_replacement_serves(local_ray):
+    """The only rollout actor dies: with restarts on, no error; the replacement installed in its slot (the
+    caller's list) generates the rest, and the lost groups are regenerated, counted as rollout_dead."""
+    buffer = TrajectoryBuffer.remote(capacity=16, max_staleness=0)
+    reward = RewardActor.remote("map_vqa", {}, 30.0)
+    rollouts = [FakeRollout.remote("die")]
+    feeder = RolloutFeeder(PromptSampler([ROW]), rollouts, [reward], buffer, 4, 0, 4, 2, revived=("rollout",))
+    feeder.start()
+    deadline = time.time() + 120
+    while not feeder.dead_consumers()["rollout"] and time.time() < deadline:
+        time.sleep(0.2)
+    assert feeder.dead_consumers()["rollout"] == [0] and feeder.error is None
+    replacement = FakeRollout.remote("ok")
+    feeder.install("rollout", 0, replacement)
+    assert rollouts[0] is replacement
+    got = ray.get(buffer.take.remote(4, 0, 120))
+    feeder.stop()
+    s = feeder.stats()
+    assert len(got) == 4 and s["restarts"] == {"rollout": 1} and s["dropped"]["rollout_dead"] >= 2
+    assert s["generated"] == s["delivered"] + sum(s["dropped"].values())
+
+
+def test_publish_reports_a_dead_consumer_instead_of_failing(local_ray):
+    from actors.weight_sync import ObjectStoreTransport
+
+    @ray.remote
+    class Consumer:
+        def load_weights(self, ref, version):
+            return 0.01
+
+    class Learner:
+        def export_weights(self):
+            return {"ref": [ray.put({"w": 1})], "bytes": 8}
+
+    alive, dead = Consumer.remote(), Consumer.remote()
+    ray.kill(dead, no_restart=True)
+    out = ObjectStoreTransport(timeout_s=60).publish(Learner(), [alive, dead], version=3)
+    assert out["dead"] == [dead] and out["weight_load_s_max"] == 0.01 and out["version"] == 3

@@ -7,7 +7,7 @@ import torch
 
 from data.trajectory import Sample, TrajectoryGroup
 from learner.model_zoo import resolve_model
-from learner.reference import EMAReference, answer_token_mask, ema_due, ema_update_
+from learner.reference import EMAReference, answer_token_mask, ema_due, ema_update_, missed_updates
 from learner.token_offsets import token_char_ends
 
 torch.set_num_threads(1)
@@ -149,6 +149,32 @@ def test_save_and_load_restore_the_average(model_path, tmp_path):
     for n, p in fresh.params.items():
         torch.testing.assert_close(p, ref.params[n], rtol=0, atol=0)
     assert not fresh.observe(policy, 1)          # the restored version is not absorbed again
+
+
+def test_missed_updates_counts_the_due_versions_in_between():
+    assert missed_updates(0, 9, every=10) == 0 and missed_updates(0, 10, every=10) == 1
+    assert missed_updates(10, 35, every=10) == 2        # 20 and 30
+    assert missed_updates(20, 20, every=10) == 0 and missed_updates(30, 20, every=10) == 0
+
+
+def test_a_restarted_reference_catches_up_exactly_when_the_policy_stood_still(model_path, tmp_path):
+    """Restart after the checkpoint at version 2 (every=2, d=0.5); versions 4 and 6 were due since. Caught up
+    with the version-6 policy: theta <- d^2 theta + (1 - d^2) theta_6. Where the policy was constant over those
+    steps (here: 0.25 everywhere) that is the uninterrupted EMA exactly; k = 2 is reported either way."""
+    live = EMAReference(model_path, vision=False, decay=0.5, every=2)
+    policy = {n: (p.detach() * 0 + 0.25).numpy() for n, p in live.params.items()}
+    live.observe(policy, 2)
+    live.save(str(tmp_path / "ema"))
+    for v in (3, 4, 5, 6):
+        live.observe(policy, v)
+    fresh = EMAReference(model_path, vision=False, decay=0.5, every=2)
+    fresh.load(str(tmp_path / "ema"))
+    start = {n: p.detach().clone() for n, p in fresh.params.items()}
+    assert fresh.catch_up(policy, 6) == 2 and fresh.version == 6 and fresh.updates == live.updates == 3
+    for n, p in fresh.params.items():
+        torch.testing.assert_close(p, 0.25 * start[n] + 0.75 * 0.25, rtol=0, atol=1e-6)
+        torch.testing.assert_close(p, live.params[n], rtol=0, atol=1e-6)
+    assert fresh.catch_up(policy, 7) == 0 and not fresh.observe(policy, 6)
 
 
 def test_images_are_re_fed_for_multimodal_prompts(tmp_path):
