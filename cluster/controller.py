@@ -94,7 +94,7 @@ def train(cfg: WaypointConfig) -> dict:
                 now = feeder.stats()
                 record = step_record(stats, sync, now, last, ray.get(actors.buffer.stats.remote()),
                                      wait_s=t1 - t0, learn_s=t2 - t1, step_s=time.perf_counter() - t0,
-                                     reference=ray.get([a.stats.remote() for a in actors.reference[:1]]),
+                                     reference=alive_stats(actors.reference[:1]),
                                      prm=ray.get([a.stats.remote() for a in actors.prm]))
                 record.update({**first, **extra, **schedule.metrics()})
                 first, last, done = {}, now, step + 1
@@ -230,6 +230,17 @@ def step_record(stats: dict, sync: dict, now: dict, last: dict, buf: dict, wait_
         **{f"faults/rerouted/{role}": float(n) for role, n in now["rerouted"].items()},
         "reward_failures_total": sum(now["reward_failures"].values()),
     }
+
+
+def alive_stats(pool: list) -> list[dict]:
+    """stats() of each actor, leaving out one that died since (its replacement reports from the next step)."""
+    out = []
+    for actor in pool:
+        try:
+            out.append(ray.get(actor.stats.remote()))
+        except ray.exceptions.RayActorError:
+            pass
+    return out
 
 
 def prm_metrics(per_actor: list[dict]) -> dict:

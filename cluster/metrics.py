@@ -56,6 +56,7 @@ METRICS: dict[str, str] = {
     "care/no_span_rate": "share of the batch's samples without an answer span (no likelihood, no bonus)",
     "care/ema_updates": "EMA reference updates done",
     "care/ema_version": "policy version the EMA reference has absorbed",
+    "care/ema_approximated_updates": "EMA steps a restarted reference caught up with later weights (not exact)",
     "care/samples_scored": "samples the reference scored (cumulative)",
     "care/answer_span_missing": "samples without an answer span (cumulative)",
     # COPO: batch (copo_stats) and loss (learner/engine.py COPO_LOSS_STATS)
@@ -96,6 +97,9 @@ METRICS: dict[str, str] = {
     "faults/restarts/prm": "PRM actors replaced after dying, cumulative",
     "faults/rerouted/reward": "groups re-scored on a replacement reward actor, cumulative",
     "faults/rerouted/prm": "groups re-scored on a replacement PRM actor, cumulative",
+    "faults/restarts/rollout": "rollout actors replaced (serving the current weights) after dying, cumulative",
+    "faults/restarts/reference": "CARE reference actors replaced (checkpoint EMA + catch-up) after dying, cumulative",
+    "faults/rerouted/reference": "groups parked for a dead reference and re-scored on its replacement, cumulative",
     "reward_failures_total": "samples scored 0 for a timeout/error/bad row, cumulative",
     # data schedule (data/curriculum.py::stage_metrics, data/sampling.py, cluster/schedule.py)
     "curriculum/stage": "curriculum stage index after the step",
