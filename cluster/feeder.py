@@ -255,15 +255,15 @@ class RolloutFeeder:
                 idx = self._open_calls[call][0]
                 reason = self._failure_reason(idx, e)
                 dead = self._dead_stage(stages) if not reason.startswith("rollout") else None
-                if dead and dead[0] in self.revived:    # the controller brings a replacement: wait for it
+                if dead and dead[0] == "reference" and "reference" in self.revived:   # the controller replaces it
                     with self._lock:
-                        pool = self.pools[dead[0]]
+                        pool = self.pools["reference"]
                         if dead[1] in pool:
                             self._dead_references.add(pool.index(dead[1]))
                             self._parked.append((rollout_ref, call))
                         else:                           # already replaced: straight back on the route
                             self._to_route.append((rollout_ref, call))
-                    self.rerouted[dead[0]] += 1
+                    self.rerouted["reference"] += 1
                     continue
                 if dead and self._replace(*dead):    # re-score the surviving rollout output on the replacement
                     self.rerouted[dead[0]] += 1

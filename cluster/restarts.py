@@ -18,8 +18,6 @@ dead rollout actor stays out of rotation while another serves (the run stops whe
 """
 from __future__ import annotations
 
-import time
-
 import ray
 
 from cluster.checkpoint import latest_checkpoint
@@ -33,7 +31,6 @@ class ConsumerRestarts:
         self.max_restarts = max_restarts
         self.checkpoint_root = checkpoint_root
         self.startup_timeout_s = startup_timeout_s
-        self.restart_s = 0.0
 
     def revive(self, version: int) -> int:
         """Replace every dead rollout / reference actor, serving the learner's weights as `version`; returns
@@ -41,7 +38,6 @@ class ConsumerRestarts:
         dead = self.feeder.dead_consumers()
         if not any(dead.values()):
             return 0
-        t0 = time.perf_counter()
         weights = None
         replaced = 0
         for role, indices in dead.items():
@@ -70,7 +66,6 @@ class ConsumerRestarts:
                           f"{info['approximated_updates']} EMA step(s) caught up with version {version}", flush=True)
                 self.feeder.install(role, index, actor)
                 replaced += 1
-        self.restart_s += time.perf_counter() - t0
         return replaced
 
     def _give_up(self, role: str, index: int) -> None:

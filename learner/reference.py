@@ -94,14 +94,18 @@ class EMAReference:
             return False
         if policy_state is None:
             raise ValueError(f"EMA update due at version {version} but no policy weights were given")
+        self._absorb(policy_state, self.decay)
+        self.version, self.updates = version, self.updates + 1
+        return True
+
+    def _absorb(self, policy_state: Mapping[str, np.ndarray], decay: float) -> None:
+        """theta_ref <- decay * theta_ref + (1 - decay) * theta, in the fp32 master where there is one."""
         target = self.master if self.master is not None else self.params
-        ema_update_(target, policy_state, self.decay)
+        ema_update_(target, policy_state, decay)
         if self.master is not None:
             with torch.no_grad():
                 for n, p in self.params.items():
                     p.copy_(self.master[n])
-        self.version, self.updates = version, self.updates + 1
-        return True
 
     def catch_up(self, policy_state: Mapping[str, np.ndarray], version: int) -> int:
         """After a restart from an older EMA state: the k steps due since, taken with the policy weights of
@@ -109,12 +113,7 @@ class EMAReference:
         when k = 0, or when those policies were equal; returns k (the approximated steps)."""
         k = missed_updates(self.version, version, self.every)
         if k:
-            target = self.master if self.master is not None else self.params
-            ema_update_(target, policy_state, self.decay ** k)
-            if self.master is not None:
-                with torch.no_grad():
-                    for n, p in self.params.items():
-                        p.copy_(self.master[n])
+            self._absorb(policy_state, self.decay ** k)
             self.updates += k
         self.version = max(self.version, version)
         return k
