@@ -34,8 +34,11 @@ def label_probability(top: dict[str, float], right: str = "Right", wrong: str = 
         else "wrong_only"
     lp_right = floor if lp_right is None else lp_right
     lp_wrong = floor if lp_wrong is None else lp_wrong
-    # p_r / (p_r + p_w) = sigmoid(lp_r - lp_w), stable for any log-probs
-    return 1.0 / (1.0 + math.exp(lp_wrong - lp_right)), how
+    # p_r / (p_r + p_w) = sigmoid(lp_r - lp_w); exp only of a non-positive number, so no overflow at any gap
+    gap = lp_right - lp_wrong
+    if gap >= 0:
+        return 1.0 / (1.0 + math.exp(-gap)), how
+    return math.exp(gap) / (1.0 + math.exp(gap)), how
 
 
 def generated_step_score(tokens: list[str], top_logprobs: list[dict[str, float]], right: str = "Right",
