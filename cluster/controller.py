@@ -26,7 +26,8 @@ from actors.learner_worker import LearnerDiedError, LearnerGroup
 from learner.engine import LearnerSpec
 from actors.weight_sync import TRANSPORTS
 from cluster.feeder import RolloutFeeder
-from cluster.evaluate import eval_config, evaluation_report, score_rows
+from cluster.eval_report import evaluation_report
+from cluster.evaluate import eval_config, score_rows
 from cluster.schedule import TaskSchedule
 
 
@@ -166,6 +167,7 @@ class BetweenSteps:
             report = evaluation_report(self.score(self.eval_rows, 1, temperature=0.0))["overall"]
             out.update({f"eval/{k}": float(v) for k, v in report.items()
                         if k in ("accuracy", "weighted_accuracy", "format_rate", "detail")})
+            out["eval/constant_accuracy"] = report["constant"]["accuracy"]
         out["time/schedule_s"] = time.perf_counter() - t0
         return out
 

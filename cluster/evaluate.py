@@ -1,8 +1,9 @@
 """`python -m cluster.evaluate --config X [--checkpoint Y] [--data Z] [--samples N] [--out report.json]`
 
 Greedy (or N-sample) generation through rollout actors, scored by the map-VQA reward in reward actors. Reports
-accuracy per question type and per city difficulty, ReasonMap's difficulty-weighted accuracy, the planning
-detail score and the answer-format rate, as a printed table and a JSON file.
+accuracy per question type and per city difficulty with 95% intervals, beside the best constant answer of each
+type on the same rows and (closed-set types) chance; ReasonMap's difficulty-weighted accuracy, the planning
+detail score and the answer-format rate; a printed table and a JSON file (`cluster/eval_report.py`).
 
 --checkpoint: a Hugging Face model directory, or a run's checkpoint directory (`<run_dir>/checkpoint`) whose
   DeepSpeed learner state is consolidated onto the config's model (ZeRO 0-3). Omitted: the config's model.
@@ -15,69 +16,13 @@ import argparse
 import json
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 from cluster.config import WaypointConfig, add_config_args, config_from_args
+from cluster.eval_report import evaluation_report, report_table
 from cluster.export import export_policy
 
 HELDOUT_SEED_OFFSET = 1_000_003   # synthetic eval networks come from another seed than the training ones
-
-
-# ---- the report (pure) ------------------------------------------------------------------------------------
-def evaluation_report(samples: list[dict]) -> dict:
-    """Aggregate per-sample scores {prompt_id, type, difficulty_city, format, accuracy, detail, weight}.
-
-    accuracy = mean correctness over samples (avg@n); pass@n = share of prompts with a correct sample;
-    weighted_accuracy = sum_i W_i acc_i / sum_i W_i with RewardMap's difficulty weight W (city: easy 1.0,
-    middle 1.2, hard 1.5; +0.5 for planning with transfers), the paper's difficulty-weighted accuracy;
-    detail = mean planning detail reward (docs/algorithms.md#rewardmap-detail-reward) over planning samples.
-    """
-    if not samples:
-        raise ValueError("nothing to report: no scored samples")
-
-    def summary(items: list[dict]) -> dict:
-        acc = np.array([s["accuracy"] for s in items], dtype=np.float64)
-        w = np.array([s["weight"] for s in items], dtype=np.float64)
-        by_prompt: dict[str, float] = defaultdict(float)
-        for s in items:
-            by_prompt[s["prompt_id"]] = max(by_prompt[s["prompt_id"]], s["accuracy"])
-        out = {"samples": len(items), "prompts": len(by_prompt), "accuracy": float(acc.mean()),
-               "pass_at_n": float(np.mean(list(by_prompt.values()))),
-               "weighted_accuracy": float((w * acc).sum() / w.sum()) if w.sum() > 0 else float("nan"),
-               "format_rate": float(np.mean([s["format"] for s in items])),
-               "failures": sum(1 for s in items if s.get("failure"))}
-        plans = [s["detail"] for s in items if s["type"] == "planning"]
-        if plans:
-            out["detail"] = float(np.mean(plans))
-        return out
-
-    groups: dict[str, dict[str, list]] = {"type": defaultdict(list), "difficulty": defaultdict(list)}
-    for s in samples:
-        groups["type"][s["type"]].append(s)
-        groups["difficulty"][s["difficulty_city"]].append(s)
-    return {"overall": summary(samples),
-            "by_type": {k: summary(v) for k, v in sorted(groups["type"].items())},
-            "by_difficulty": {k: summary(v) for k, v in sorted(groups["difficulty"].items())}}
-
-
-def report_table(report: dict, title: str = "evaluation") -> str:
-    """The report as a fixed-width text table (what the CLI prints)."""
-    head = f"{'':22s} {'n':>6s} {'acc':>7s} {'pass@n':>7s} {'w-acc':>7s} {'format':>7s} {'detail':>7s}"
-    lines = [title, head, "-" * len(head)]
-
-    def row(name: str, s: dict) -> str:
-        detail = f"{s['detail']:7.3f}" if "detail" in s else f"{'-':>7s}"
-        return (f"{name:22s} {s['samples']:6d} {s['accuracy']:7.3f} {s['pass_at_n']:7.3f} "
-                f"{s['weighted_accuracy']:7.3f} {s['format_rate']:7.3f} {detail}")
-
-    for key, label in (("by_type", "type"), ("by_difficulty", "difficulty")):
-        for name, s in report[key].items():
-            lines.append(row(f"{label} {name}", s))
-    lines.append(row("overall", report["overall"]))
-    return "\n".join(lines)
 
 
 # ---- generation and scoring through the actors -----------------------------------------------------------
@@ -116,9 +61,10 @@ def score_rows(rollout: list, reward: list, rows: list[dict], samples: int, temp
     results = []
     for group in ray.get(refs):
         row = group.row
+        truth = None if row.get("answer") is None or row.get("type") == "planning" else str(row["answer"])
         for k in range(group.size):
             results.append({"prompt_id": group.prompt_id, "type": str(row.get("type", "")),
-                            "difficulty_city": str(row.get("difficulty_city", "")),
+                            "difficulty_city": str(row.get("difficulty_city", "")), "truth": truth,
                             **{c: float(group.rewards[c][k]) for c in ("format", "accuracy", "detail", "weight")},
                             "answer": group.answers[k] if group.answers else "",
                             "failure": group.reward_failures[k] if group.reward_failures else None,

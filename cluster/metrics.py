@@ -117,6 +117,7 @@ METRICS: dict[str, str] = {
     "eval/weighted_accuracy": "held-out difficulty-weighted accuracy",
     "eval/format_rate": "held-out format rate",
     "eval/detail": "held-out detail reward (planning questions)",
+    "eval/constant_accuracy": "held-out accuracy of the best constant answer per question type (the bar to beat)",
     # GroundedPRM actors (actors/prm.py::ProcessScorer.stats via controller.prm_metrics)
     "prm/samples_scored": "samples the PRM scored (cumulative)",
     "prm/steps_per_sample": "reasoning steps per scored sample",
