@@ -85,7 +85,10 @@ class VASConfig(Section):
 class DataConfig(Section):
     task: Literal["map_vqa", "math"] = "map_vqa"   # math: MATH-style problems with a \\boxed{} ground truth
     source: Literal["synthetic", "real", "parquet"] = "synthetic"
-    path: str | None = None               # parquet/JSON(L) file when source == parquet
+    # source parquet: rows from data.path: a parquet / JSON / JSONL file, a folder of them, a `datasets`
+    # save_to_disk folder, or a hub dataset id ("owner/name", needs the hub); split: of the last two
+    path: str | None = None
+    split: str = "train"
     math_problems: int = 64               # synthetic math problems (task math, source synthetic)
     types: list[str] = Field(default_factory=lambda: ["torf1", "torf2"])
     n_networks: int = 200

@@ -7,8 +7,8 @@ detail score and the answer-format rate; a printed table and a JSON file (`clust
 
 --checkpoint: a Hugging Face model directory, or a run's checkpoint directory (`<run_dir>/checkpoint`) whose
   DeepSpeed learner state is consolidated onto the config's model (ZeRO 0-3). Omitted: the config's model.
---data: `synthetic` (a held-out split: other networks than training's), `real` (the 25 cities), or a
-  parquet / JSON / JSONL file of ReasonMap-style rows.
+--data: `synthetic` (a held-out split: other networks than training's), `real` (the 25 cities), or
+  ReasonMap-style rows: a parquet / JSON / JSONL file or folder, a `datasets` save_to_disk folder or a hub id.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pathlib import Path
 from cluster.config import WaypointConfig, add_config_args, config_from_args
 from cluster.eval_report import evaluation_report, report_table
 from cluster.export import export_policy
+from data.dataset import is_hub_id
 
 HELDOUT_SEED_OFFSET = 1_000_003   # synthetic eval networks come from another seed than the training ones
 
@@ -78,10 +79,10 @@ def eval_config(cfg: WaypointConfig, data: str) -> WaypointConfig:
         update = {"source": "synthetic", "seed": cfg.data.seed + HELDOUT_SEED_OFFSET}
     elif data == "real":
         update = {"source": "real"}
-    elif Path(data).is_file():
+    elif Path(data).exists() or is_hub_id(data):
         update = {"source": "parquet", "path": data}
     else:
-        raise FileNotFoundError(f"--data {data}: not 'synthetic', 'real' or an existing file")
+        raise FileNotFoundError(f"--data {data}: not 'synthetic', 'real', an existing file or folder, or a hub id")
     return cfg.model_copy(update={"data": cfg.data.model_copy(update=update)})
 
 

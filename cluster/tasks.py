@@ -33,7 +33,7 @@ def load_task_rows(cfg: WaypointConfig, vision: bool) -> list[dict]:
         rows = real_dataset(types=types, per_type=d.per_type, seed=d.seed, max_side=d.image_size, images=images)
     else:
         from data.dataset import load_rows
-        loaded = load_rows(d.path)
+        loaded = load_rows(d.path, split=d.split)
         if loaded.errors:
             print(f"[waypoint] {loaded.summary()}", flush=True)
         rows = [r for r in loaded.rows if r["type"] in types]
@@ -52,7 +52,7 @@ def load_math_task_rows(cfg: WaypointConfig) -> list[dict]:
     if d.source == "synthetic":
         rows = synthetic_math_problems(d.math_problems, seed=d.seed)
     else:
-        loaded = load_math_rows(d.path)
+        loaded = load_math_rows(d.path, split=d.split)
         if loaded.errors:
             print(f"[waypoint] {loaded.summary()}", flush=True)
         rows = loaded.rows

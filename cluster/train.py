@@ -17,7 +17,12 @@ def main(argv: list[str] | None = None) -> int:
     if cfg is None:
         return 2
     from cluster.controller import train
-    summary = train(cfg)
+    from data.dataset import DataFileError
+    try:
+        summary = train(cfg)
+    except DataFileError as e:          # unreadable data names its file or hub id; the run had nothing yet
+        print(f"[waypoint] data error: {e}", file=sys.stderr)
+        return 2
     if not summary["accounting"]["closes"]:
         return 1
     return summary["preempted"]["exit_code"] if "preempted" in summary else 0

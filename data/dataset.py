@@ -1,9 +1,15 @@
 """Row files: write our parquet; read ours and the ReasonMap / ReasonMap-Plus layouts (parquet, JSON,
-JSONL, or a folder of those). Malformed records are never raised or silently dropped: they are listed in
-`LoadResult.errors` as (index, reason) and counted by reason in `LoadResult.summary()`."""
+JSONL, or a folder of those), and rows the way users have them in Hugging Face `datasets`: a `save_to_disk`
+folder (the released RewardMap loads its data with `load_from_disk`) or a hub dataset id (`load_dataset`).
+Malformed records are never raised or silently dropped: they are listed in `LoadResult.errors` as
+(index, reason) and counted by reason in `LoadResult.summary()`.
+
+`datasets` image columns are read undecoded ({"bytes", "path"} dicts, which `data.images.figure_bytes` takes),
+so a broken image is one malformed row, not a failed load."""
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +105,68 @@ def read_records(path: Path) -> list:
     raise ValueError(f"{path}: unsupported file type (expected one of {', '.join(SUFFIXES)})")
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_saved_dataset(path: Path) -> bool:
+    """A folder written by `Dataset.save_to_disk` or `DatasetDict.save_to_disk`."""
+    return path.is_dir() and ((path / "state.json").is_file() or (path / "dataset_dict.json").is_file())
+
+
+def is_hub_id(text: str) -> bool:
+    """'owner/name' that is not a local path (nor a missing data file's name): what `datasets.load_dataset`
+    would look up on the hub."""
+    return bool(_HUB_ID.match(text)) and not Path(text).exists() and not text.endswith(SUFFIXES)
+
+
+def _undecoded(ds):
+    from datasets import Image
+    for name, feature in ds.features.items():
+        if isinstance(feature, Image):
+            ds = ds.cast_column(name, Image(decode=False))
+    return ds
+
+
+def _pick_split(data, split: str, where: str):
+    from datasets import DatasetDict
+    if isinstance(data, DatasetDict):
+        if split not in data:
+            raise DataFileError(f"{where}: no split {split!r} (has {sorted(data)}); set data.split")
+        return data[split]
+    return data
+
+
+def hf_records(source: str, split: str = "train") -> list[dict]:
+    """Raw records of a saved dataset folder or a hub id, in order. A folder that `load_from_disk` cannot read,
+    a missing split, or a hub id that cannot be reached raise DataFileError naming the folder or the id."""
+    import datasets
+    path = Path(source)
+    if is_saved_dataset(path):
+        try:
+            data = datasets.load_from_disk(str(path))
+        except Exception as exc:  # noqa: BLE001 - whatever `datasets` raises, the user needs the folder named
+            raise DataFileError(f"{path}: not a readable save_to_disk folder: {type(exc).__name__}: "
+                                f"{str(exc)[:300]}") from None
+        where = str(path)
+    elif is_hub_id(source):
+        try:
+            data = datasets.load_dataset(source, split=split)
+        except Exception as exc:  # noqa: BLE001 - offline, unknown id, gated: all need the id named
+            raise DataFileError(f"hub dataset {source!r} (split {split!r}; no local file or folder has that "
+                                f"name) could not be loaded: "
+                                f"{type(exc).__name__}: {str(exc)[:300]}. Offline, save it elsewhere with "
+                                "`datasets.load_dataset(...).save_to_disk(DIR)` and set data.path to DIR") from None
+        where = f"hub dataset {source!r}"
+    else:
+        raise FileNotFoundError(f"{source}: not a data file, a folder, a save_to_disk folder or a hub id")
+    try:
+        return list(_undecoded(_pick_split(data, split, where)))
+    except DataFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - e.g. a truncated arrow shard, found only when read
+        raise DataFileError(f"{where}: cannot read its records: {type(exc).__name__}: {str(exc)[:300]}") from None
+
+
 def _files(path: Path) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
@@ -107,17 +175,28 @@ def _files(path: Path) -> list[Path]:
     return [path]
 
 
-def load_rows(path: str | Path, default_type: str | None = None, question_field: str = "question_short") -> LoadResult:
-    """All records under `path` normalised to the row schema; indices count records across files."""
-    path = Path(path)
-    result, index = LoadResult(rows=[], path=str(path)), 0
+def _record_groups(source: str | Path, split: str):
+    """(base_dir, stem, records) per file under `source`, or once for a saved dataset folder / hub id."""
+    path = Path(source)
+    if is_saved_dataset(path) or (not path.exists() and is_hub_id(str(source))):
+        yield (path if path.is_dir() else Path(".")), path.name, hf_records(str(source), split)
+        return
     for file in _files(path):
-        for raw in read_records(file):
+        yield file.parent, file.stem, read_records(file)
+
+
+def load_rows(path: str | Path, default_type: str | None = None, question_field: str = "question_short",
+              split: str = "train") -> LoadResult:
+    """All records under `path` (files, a folder of them, a save_to_disk folder or a hub id; `split` for the
+    last two) normalised to the row schema; indices count records across files."""
+    result, index = LoadResult(rows=[], path=str(path)), 0
+    for base_dir, stem, records in _record_groups(path, split):
+        for raw in records:
             try:
                 if isinstance(raw, RowError):
                     raise raw
-                row = normalize_row(raw, index, base_dir=file.parent, default_type=default_type,
-                                    question_field=question_field, stem=file.stem)
+                row = normalize_row(raw, index, base_dir=base_dir, default_type=default_type,
+                                    question_field=question_field, stem=stem)
                 result.rows.append(row)
             except RowError as exc:
                 result.errors.append((index, str(exc)))

@@ -14,7 +14,7 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-from data.dataset import LoadResult, read_records
+from data.dataset import LoadResult, hf_records, is_hub_id, is_saved_dataset, read_records
 from data.schema import DEFAULTS, ROW_FIELDS
 from rewards.answer import boxed_content
 from rewards.errors import RowError
@@ -219,13 +219,17 @@ def math_rows_from_records(records, source: str = "math") -> LoadResult:
     return result
 
 
-def load_math_rows(path: str | Path, source: str = "math") -> LoadResult:
+def load_math_rows(path: str | Path, source: str = "math", split: str = "train") -> LoadResult:
     """Rows of a .jsonl, .json (a list, or an object with "data" / "rows" / "train") or .parquet file of
-    MATH-format records. An unreadable JSONL line is an error at its record index, not an exception."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no math data file at {path}")
-    result = math_rows_from_records(read_records(path), source)
+    MATH-format records, or of a `datasets` save_to_disk folder or hub id (`split`). An unreadable JSONL line
+    is an error at its record index, not an exception."""
+    if is_saved_dataset(Path(path)) or (not Path(path).exists() and is_hub_id(str(path))):
+        records = hf_records(str(path), split)
+    elif Path(path).is_file():
+        records = read_records(Path(path))
+    else:
+        raise FileNotFoundError(f"no math data file, save_to_disk folder or hub dataset at {path}")
+    result = math_rows_from_records(records, source)
     result.path = str(path)
     return result
 
