@@ -247,6 +247,9 @@ class TrainConfig(Section):
     resume: bool = False                  # continue from the latest checkpoint under <run_dir>/checkpoint
     eval_every: int = 0                   # greedy evaluation on a held-out synthetic split; 0 = off
     eval_networks: int = 10               # networks in that split (8 questions per network and type)
+    # stop at the first step boundary after this many minutes of steps (start-up not counted), with the final
+    # checkpoint and export as at the end: "as many steps as fit in an hour" (steps stays the upper bound)
+    max_minutes: float | None = Field(None, gt=0)
 
 
 class SFTConfig(Section):
@@ -258,6 +261,7 @@ class SFTConfig(Section):
     batch_size: int = Field(16, ge=1)     # examples per optimizer step
     eval_every: int = Field(0, ge=0)      # steps between held-out evaluations (0: before and after only)
     max_examples: int | None = Field(None, ge=2)
+    max_minutes: float | None = Field(None, gt=0)   # stop at the first step after this long (epochs: the bound)
     out_dir: str = "runs/sft"             # metrics.jsonl, summary.json, checkpoint/, model/ (Hugging Face)
 
     @model_validator(mode="after")

@@ -79,7 +79,8 @@ def train(cfg: WaypointConfig) -> dict:
         first["time/initial_schedule_s"] = first.pop("time/schedule_s", 0.0)
         feeder.start()
         last = feeder.stats()
-        done = start
+        done, out_of_time = start, False
+        deadline = time.perf_counter() + 60 * cfg.train.max_minutes if cfg.train.max_minutes else None
         with progress_bar(cfg.train.steps, enabled=cfg.train.progress) as bar, StopRequest() as stop:
             for step in range(start, cfg.train.steps):
                 t0 = time.perf_counter()
@@ -103,6 +104,9 @@ def train(cfg: WaypointConfig) -> dict:
                 bar.update(step, record)
                 if stop.requested:                                             # preempted: checkpoint below
                     break
+                if deadline is not None and time.perf_counter() >= deadline and done < cfg.train.steps:
+                    out_of_time = True                                         # train.max_minutes: as at the end
+                    break
                 every = cfg.train.checkpoint_every
                 if every and done % every == 0 and done < cfg.train.steps:
                     save(done)
@@ -116,6 +120,11 @@ def train(cfg: WaypointConfig) -> dict:
                                     "exit_code": stop.exit_code}
             print(f"[waypoint] {stop.name}: checkpointed step {done} of {cfg.train.steps} to {path}; continue "
                   f"with --set train.resume=true", flush=True)
+        if out_of_time:
+            summary["time_budget"] = {"max_minutes": cfg.train.max_minutes, "steps": done}
+            print(f"[waypoint] train.max_minutes={cfg.train.max_minutes}: stopped after step {done} of "
+                  f"{cfg.train.steps}; checkpoint {path}", flush=True)
+        summary["steps"] = done
         summary["metrics_path"] = str(metrics.path)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         learner.shutdown()

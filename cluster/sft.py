@@ -91,11 +91,17 @@ def run(cfg: WaypointConfig) -> dict:
     print(f"[waypoint] sft: {len(train)} train / {len(held)} held-out examples, held-out loss "
           f"{history[0]['heldout_loss']:.4f}", flush=True)
     step, t0 = 0, time.perf_counter()
+    out_of_time = False
     with open(out / "metrics.jsonl", "w") as log:
         for epoch in range(s.epochs):
+            if out_of_time:
+                break
             perm = rng.permutation(len(train))
             perm = np.concatenate([perm, perm[:wrapped]])
             for b in range(steps_per_epoch):
+                if s.max_minutes and time.perf_counter() - t0 >= 60 * s.max_minutes:
+                    out_of_time = True                 # sft.max_minutes: stop here, save and export as at the end
+                    break
                 batch = [[ray.put(train[i])] for i in perm[b * s.batch_size:(b + 1) * s.batch_size]]
                 stats = learner.step(batch)
                 step += 1
@@ -114,7 +120,8 @@ def run(cfg: WaypointConfig) -> dict:
         ray.kill(w)
     summary = {"examples": {"train": len(train), "heldout": len(held), "skipped": skipped,
                             "topped_up_per_epoch": wrapped},
-               "steps": step, "heldout_loss": history, "model": model_dir, "seconds": time.perf_counter() - t0}
+               "steps": step, "epochs_run": round(step / steps_per_epoch, 3), "stopped_by_time": out_of_time,
+               "heldout_loss": history, "model": model_dir, "seconds": time.perf_counter() - t0}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"[waypoint] sft: held-out loss {history[0]['heldout_loss']:.4f} -> {history[-1]['heldout_loss']:.4f}; "
           f"model: {model_dir}", flush=True)

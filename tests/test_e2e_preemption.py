@@ -68,3 +68,16 @@ def test_sigterm_checkpoints_and_the_resumed_step_matches_an_uninterrupted_run(t
     assert resumed["step"] == straight["step"] == k
     for key in ("reward/total", "response_tokens", "adv/std", "loss/ratio_mean", "grad_norm", "learner_version"):
         assert resumed[key] == pytest.approx(straight[key], rel=1e-5, abs=1e-5), key
+
+
+def test_a_time_budget_stops_at_a_step_boundary_with_the_final_checkpoint(tmp_path):
+    """train.max_minutes: "as many steps as fit" -- the run ends early, exit 0, checkpoint and export written."""
+    c = tmp_path / "c"
+    c.mkdir()
+    assert finish(start(c, 1000, "train.max_minutes=0.05")) == 0, (tmp_path / "c.log").read_text()[-3000:]
+    summary = json.loads((c / "summary.json").read_text())
+    k = summary["time_budget"]["steps"]
+    assert 1 <= k < 1000 and summary["steps"] == k and summary["time_budget"]["max_minutes"] == 0.05
+    assert summary["accounting"]["closes"] and summary["accounting"]["consumed"] == 2 * k
+    assert [r["step"] for r in records(c)] == list(range(k))
+    assert (c / "checkpoint" / f"step-{k:08d}" / "hf" / "config.json").is_file()

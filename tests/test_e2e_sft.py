@@ -57,3 +57,13 @@ def test_sft_cold_start_on_reference_responses(local_ray, tmp_path):
     losses = [h["heldout_loss"] for h in summary["heldout_loss"]]
     assert summary["examples"]["train"] >= 48 and losses[-1] < losses[0], losses
     assert (out / "model" / "config.json").is_file() and (out / "checkpoint" / "learner" / "latest").is_file()
+
+
+def test_sft_time_budget_stops_early_and_still_exports(local_ray, tmp_path):
+    from cluster.sft import run
+    out = tmp_path / "timed"
+    cfg = small_cfg(tmp_path, "sft.source=task_rows", f"sft.out_dir={out}", "sft.batch_size=8",
+                    "learner.micro_batch_size=8", "sft.epochs=1000", "sft.max_examples=32", "sft.max_minutes=0.01")
+    summary = run(cfg)
+    assert summary["stopped_by_time"] and 1 <= summary["steps"] < 1000 * 4
+    assert (out / "model" / "config.json").is_file()
