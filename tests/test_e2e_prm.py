@@ -215,3 +215,30 @@ def test_search_cli_with_a_generative_prm_on_vllm(local_ray, tmp_path):
     for c in counts:
         assert_multiple(c)
     assert sum(counts) == pytest.approx(turns) and stats["samples_scored"] == 0.0   # score_next only, no groups
+
+
+def test_prm_eval_scores_labelled_steps_tool_only_separates_them_untrained_prm_is_chance(local_ray, tmp_path):
+    """cluster.prm_eval on hand-labelled paths: the tool verifies '2 + 3 = 5' and refutes '2 + 3 = 6', so the
+    tool-only scorer separates right from wrong steps (AUROC 1); an untrained generative PRM writes no label,
+    scores every step 0.5 and so sits at chance (AUROC 0.5)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from cluster.prm_eval import main
+    paths = [{"problem_id": "p0", "question": "What is 2 + 3?", "steps": ["2 + 3 = 5", "So 5 * 2 = 10"],
+              "labels": ["+", "+"]},
+             {"problem_id": "p0", "question": "What is 2 + 3?", "steps": ["2 + 3 = 6", "So 6 * 2 = 13"],
+              "labels": ["-", "-"]},
+             {"problem_id": "p1", "question": "What is 7 - 4?", "steps": ["7 - 4 = 3"], "labels": ["+"]}]
+    pq.write_table(pa.Table.from_pylist(paths), tmp_path / "paths.parquet")
+    out = tmp_path / "prm_eval.json"
+    args = ["--config", "configs/cpu_tiny_prm.yaml", "--set", "cluster.include_dashboard=false",
+            "--set", "prm.model=tiny-qwen2", "--set", "prm.max_new_tokens=8",
+            "--paths", str(tmp_path / "paths.parquet"), "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads(out.read_text())
+    tool, generative = report["scorers"]["tool_only"], report["scorers"]["configured"]
+    assert (tool["steps"], tool["positive_steps"], tool["negative_steps"]) == (5, 3, 2)
+    assert tool["auroc"] == 1.0 and tool["mean_score_negative"] == 0.0 and tool["mean_score_positive"] == 1.0
+    assert generative["auroc"] == 0.5 and generative["mean_score_positive"] == 0.5
+    assert generative["prm_stats"]["label_no_label_rate"] + generative["prm_stats"]["label_neither_rate"] == 1.0

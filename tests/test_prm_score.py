@@ -159,3 +159,13 @@ def test_process_coef_config_is_checked():
         load_config(None, ["algorithm.process.coef=-1", "prm.enabled=true"])
     with pytest.raises(ConfigError, match="unknown key 'prm.step_advantage_coef'"):
         load_config(None, ["prm.step_advantage_coef=0.5"])      # the old key is gone, by name
+
+
+def test_auroc_by_hand():
+    from rewards.prm.score import auroc
+    assert auroc([0.9, 0.8, 0.1, 0.2], [True, True, False, False]) == 1.0
+    assert auroc([0.1, 0.2, 0.9, 0.8], [True, True, False, False]) == 0.0
+    # pos {0.5, 0.9}, neg {0.5, 0.1}: pairs (0.5,0.5) tie 1/2, (0.5,0.1) 1, (0.9,0.5) 1, (0.9,0.1) 1 -> 3.5 / 4
+    assert auroc([0.5, 0.9, 0.5, 0.1], [True, True, False, False]) == 0.875
+    assert auroc([0.5] * 4, [True, False, True, False]) == 0.5          # a constant scorer is chance
+    assert math.isnan(auroc([0.3, 0.4], [True, True]))

@@ -81,3 +81,24 @@ def step_end_tokens(step_ends: list[int], token_ends: list[int]) -> list[int]:
             k += 1
         out.append(min(k, last))
     return out
+
+
+def auroc(scores: list[float], positive: list[bool]) -> float:
+    """Area under the ROC curve: the probability that a random positive scores above a random negative, ties
+    counting one half (the Mann-Whitney U statistic over n_pos * n_neg). nan when either class is empty."""
+    pos = [s for s, p in zip(scores, positive) if p]
+    neg = [s for s, p in zip(scores, positive) if not p]
+    if not pos or not neg:
+        return float("nan")
+    ranked = sorted(scores)
+    # mid-rank of every distinct value (1-based), so tied scores share their rank
+    ranks: dict[float, float] = {}
+    i = 0
+    while i < len(ranked):
+        j = i
+        while j + 1 < len(ranked) and ranked[j + 1] == ranked[i]:
+            j += 1
+        ranks[ranked[i]] = (i + j) / 2 + 1
+        i = j + 1
+    u = sum(ranks[s] for s in pos) - len(pos) * (len(pos) + 1) / 2
+    return u / (len(pos) * len(neg))
