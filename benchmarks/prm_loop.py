@@ -1,9 +1,10 @@
-"""`python -m benchmarks.prm_loop [--config configs/cpu_smollm2_prm.yaml] [--train-problems 24] [--heldout-problems 12]`
+"""`python -m benchmarks.prm_loop [--config configs/cpu_smollm2_prm.yaml] [--train-problems 24] [--heldout-problems 8]`
 
 The GroundedPRM loop, closed on the CPU, as the five CLIs a user runs (each printed, each in its own process):
 
 1. `cluster.build_prm_data` on training problems: MCTS step labels from the sandboxed tool and the final answer,
-   with the config's policy; `conversations.jsonl` is the generative PRM's SFT data;
+   with the config's policy (`prm.mcts.policy`: the model, or the scripted reference-steps policy);
+   `conversations.jsonl` is the generative PRM's SFT data;
 2. `cluster.build_prm_data` again on held-out problems (another data seed): the labelled steps to judge PRMs by;
 3. `cluster.sft` of the generative PRM on (1)'s conversations (base: `--prm-base`);
 4. `cluster.prm_eval` on (2): AUROC of the trained PRM, of the untrained base as PRM, and of the tool-only scorer;
@@ -26,8 +27,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="configs/cpu_smollm2_prm.yaml")
     ap.add_argument("--prm-base", default="smollm2-135m-instruct", help="model the PRM is fine-tuned from")
     ap.add_argument("--train-problems", type=int, default=24)
-    ap.add_argument("--heldout-problems", type=int, default=12)
+    ap.add_argument("--heldout-problems", type=int, default=8)
     ap.add_argument("--sft-epochs", type=int, default=3)
+    ap.add_argument("--sft-minutes", type=float, default=10.0, help="PRM SFT time budget (epochs: the bound)")
     ap.add_argument("--sft-lr", type=float, default=2e-5)
     ap.add_argument("--set", dest="sets", action="append", default=[], help="section.key=value for every stage")
     ap.add_argument("--work", default="runs/prm_loop")
@@ -44,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     sft_out = work / "prm_sft"
     sft_sets = [*args.sets, f"model.name={args.prm_base}", "sft.source=chat",
                 f"sft.path={work / 'labels_train' / 'conversations.jsonl'}", f"sft.out_dir={sft_out}",
-                f"sft.epochs={args.sft_epochs}", f"learner.lr={args.sft_lr}"]
+                f"sft.epochs={args.sft_epochs}", f"sft.max_minutes={args.sft_minutes}", f"learner.lr={args.sft_lr}"]
     _run([py, "-m", "cluster.sft", "--config", args.config, *_sets(sft_sets)], work / "prm_sft.log")
     sft = json.loads((sft_out / "summary.json").read_text())
     trained = sft["model"]

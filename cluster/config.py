@@ -189,6 +189,9 @@ class MCTSConfig(Section):
     decay: float = Field(0.9, ge=0.0, le=1.0)   # ancestor decay of the backed-up reward
     paths_per_label: int = Field(3, ge=1)  # stop at this many positive and negative full paths
     selection: Literal["uct", "random"] = "uct"   # random reproduces the released code
+    # model: the config's policy writes the steps; scripted: the reference solution's steps, every third one
+    # corrupted (actors/scripted_policy.py), for a policy too weak to reach answers
+    policy: Literal["model", "scripted"] = "model"
     policy_temperature: float = 1.0
     step_max_tokens: int = Field(64, ge=1)
     judge: str | None = None              # a judge model (zoo name or path); None: step values from the tool

@@ -30,16 +30,21 @@ def load_paths(path: str) -> list[dict]:
 
 
 def step_scores(prm, paths: list[dict]) -> list[list[float]]:
-    """Step k of every path with one, scored after the PRM's own outputs for steps 1..k-1 (as in search)."""
+    """Step k of every path with one, scored after the PRM's own outputs for steps 1..k-1 (as in search); the
+    paths of one question go out in one engine call."""
     outputs: list[list[str]] = [[] for _ in paths]
     scores: list[list[float]] = [[] for _ in paths]
     for k in range(max(len(p["steps"]) for p in paths)):
-        live = [i for i, p in enumerate(paths) if len(p["steps"]) > k]
-        refs = [prm.score_next.remote(paths[i]["question"], [(paths[i]["steps"][:k], outputs[i],
-                                                               paths[i]["steps"][k])]) for i in live]
-        for i, ((score, text),) in zip(live, ray.get(refs)):
-            outputs[i].append(text)
-            scores[i].append(score)
+        by_question: dict[str, list[int]] = {}
+        for i, p in enumerate(paths):
+            if len(p["steps"]) > k:
+                by_question.setdefault(p["question"], []).append(i)
+        calls = [(live, prm.score_next.remote(q, [(paths[i]["steps"][:k], outputs[i], paths[i]["steps"][k])
+                                                   for i in live])) for q, live in by_question.items()]
+        for live, ref in calls:
+            for i, (score, text) in zip(live, ray.get(ref)):
+                outputs[i].append(text)
+                scores[i].append(score)
     return scores
 
 

@@ -1,9 +1,8 @@
-"""GroundedPRM end to end on a local Ray cluster: MCTS label building driven by rollout actors (a scripted
-policy whose steps are right or wrong by construction, then the tiny policy), and a few RL steps with
-tool-only process rewards and token-placed process advantages."""
+"""GroundedPRM end to end on a local Ray cluster: MCTS label building driven by rollout actors (the scripted
+policy of actors/scripted_policy.py, whose steps are right or wrong by construction, then the tiny policy), and
+a few RL steps with tool-only process rewards and token-placed process advantages."""
 import json
 import math
-import re
 import sys
 
 import pyarrow.parquet as pq
@@ -12,38 +11,13 @@ import ray
 from conftest import assert_catalogued, small_cfg
 
 from actors.generation import Completion
+from actors.scripted_policy import ScriptedStepPolicy, corrupt
 from cluster.build_prm_data import RequestServer, run_searches, write_outputs
 from rewards.prm.mcts import MCTSSettings
 from rewards.prm.verify import ToolVerifier
 
 pytestmark = pytest.mark.slow
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])   # workers cannot import tests/ modules
-
-
-def corrupt(step: str) -> str:
-    """The step with its last integer off by one: a refuted equation, or a wrong final answer."""
-    m = list(re.finditer(r"\d+", step))[-1]
-    return step[:m.start()] + str(int(m.group()) + 1) + step[m.end():]
-
-
-@ray.remote
-class ScriptedPolicy:
-    """Writes the reference solution's next step; a sample is corrupted when (seed + j) % 3 == 2."""
-
-    def complete(self, requests, n, temperature, max_new_tokens, stop, top_logprobs=0, seeds=None):
-        out = []
-        for r, seed in zip(requests, seeds):
-            ref = r["row"]["reference_response"].split("\n\n")
-            k = r.get("prefix", "").count("\n\n")
-            group = []
-            for j in range(n):
-                if k >= len(ref):
-                    group.append(Completion("", True, [], []))
-                    continue
-                step = corrupt(ref[k]) if (seed + j) % 3 == 2 else ref[k]
-                group.append(Completion(step, "boxed" in step, [], []))
-            out.append(group)
-        return out
 
 
 @ray.remote
@@ -90,7 +64,7 @@ def test_label_search_with_a_scripted_policy_finds_positive_and_negative_paths(l
     rows = synthetic_math_problems(4, seed=0)
     settings = MCTSSettings(child_nums=3, simulation_depth=4, max_rounds=6, paths_per_label=2)
     with ToolVerifier() as verifier:
-        server = RequestServer(cfg, [ScriptedPolicy.remote(), ScriptedPolicy.remote()], [], verifier)
+        server = RequestServer(cfg, [ScriptedStepPolicy.remote(), ScriptedStepPolicy.remote()], [], verifier)
         trees = run_searches(rows, settings, server)
         summary = write_outputs(tmp_path / "labels", rows, trees, "Right", "Wrong")
     assert set(trees) == {r["id"] for r in rows}
@@ -154,6 +128,18 @@ def test_build_prm_data_cli_with_the_tiny_policy(local_ray, tmp_path):
     # an untrained policy never reaches the answer: whatever paths exist are negative, and all are accounted
     _check_outputs(out, summary)
     assert summary["positive"] == 0
+
+
+def test_build_prm_data_cli_with_the_scripted_policy_labels_both_polarities(local_ray, tmp_path):
+    """prm.mcts.policy=scripted: the CLI's own route to right-and-wrong steps when the model reaches no answer."""
+    from cluster.build_prm_data import main
+    out = tmp_path / "scripted"
+    assert main(["--config", "configs/cpu_tiny_prm.yaml", "--set", "cluster.include_dashboard=false",
+                 "--set", "prm.mcts.policy=scripted", "--set", "prm.mcts.problems=3",
+                 "--set", f"prm.mcts.out_dir={out}"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["policy"] == "scripted" and summary["positive"] > 0 and summary["negative"] > 0
+    _check_outputs(out, summary)
 
 
 def test_tool_only_prm_rewards_train(local_ray, tmp_path):
