@@ -12,8 +12,10 @@ the unit is the prompt (its mean accuracy) and the interval is the normal one on
 """
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
+from pathlib import Path
 
 import numpy as np
 
@@ -149,3 +151,12 @@ def report_table(report: dict, title: str = "evaluation") -> str:
         lines.append("const = the best constant answer of each type: "
                      + ", ".join(f"{t} {a!r}" for t, a in answers.items()))
     return "\n".join(lines)
+
+
+def save_report(report: dict, path: str | Path, table: str) -> None:
+    """A CLI's JSON report written to `path` (folders made), its table and where it went printed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    print(table)
+    print(f"[waypoint] report: {path}")

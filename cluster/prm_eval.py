@@ -9,7 +9,6 @@ threshold, and the mean score of each class. The tool-only scorer is always repo
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import ray
 
 from cluster.config import WaypointConfig, add_config_args, config_from_args
+from cluster.eval_report import save_report
 from rewards.prm.score import auroc
 
 
@@ -108,11 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as e:
         print(f"prm_eval error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.out or Path(cfg.train.run_dir) / "prm_eval.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(report_table(report))
-    print(f"[waypoint] report: {out}")
+    save_report(report, args.out or Path(cfg.train.run_dir) / "prm_eval.json", report_table(report))
     return 0
 
 

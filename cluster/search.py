@@ -10,7 +10,6 @@ The PRM is the configured one: a generative PRM checkpoint (`prm.model`) or the 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import ray
 
 from cluster.config import WaypointConfig, add_config_args, config_from_args
+from cluster.eval_report import save_report
 from cluster.stepwise import join_steps, math_policy_and_problems, sample_next_steps, step_separator
 from rewards.prm.mcts import is_terminal
 
@@ -128,11 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if cfg is None:
         return 2
     report = search_report(cfg)
-    out = Path(args.out or Path(cfg.train.run_dir) / "search.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(report_table(report))
-    print(f"[waypoint] report: {out}")
+    save_report(report, args.out or Path(cfg.train.run_dir) / "search.json", report_table(report))
     return 0
 
 
