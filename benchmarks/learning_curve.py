@@ -100,9 +100,16 @@ def _ci(v) -> str:
     return "-" if v[0] != v[0] else f"[{v[0]:.3f}, {v[1]:.3f}]"
 
 
+def _top(t: dict) -> str:
+    if "top_answer" not in t:
+        return "-"
+    answer, share = t["top_answer"]
+    return f"`{answer}` {share:.2f}" if answer else f"(none) {share:.2f}"
+
+
 def markdown(results: dict) -> str:
     head = ("| policy | steps | question type | n | accuracy | 95% CI | best constant | 95% CI | format | "
-            "acc. among formatted | 95% CI | chance |")
+            "acc. among formatted | 95% CI | chance | most frequent answer |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, arm in results["policies"].items():
         steps = " + ".join(f"{s['kind']} {s['steps']}" for s in arm.get("stages", [])) or "-"
@@ -113,7 +120,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| {name} | {steps} | {tname} | {t['samples']} | {t['accuracy']:.3f} | "
                          f"{_ci(t['accuracy_interval'])} | {t['constant']['accuracy']:.3f} | "
                          f"{_ci(t['constant']['interval'])} | {t['format_rate']:.3f} | {fmt_acc} | "
-                         f"{_ci(t['formatted_interval'])} | {chance} |")
+                         f"{_ci(t['formatted_interval'])} | {chance} | {_top(t)} |")
     lines.append("")
     for name, arm in results["policies"].items():
         if "verdicts" in arm:

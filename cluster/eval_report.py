@@ -74,6 +74,16 @@ def constant_baseline(items: list[dict]) -> dict:
     return {"accuracy": hits / prompts, "interval": [lo, hi], "answers": answers}
 
 
+def _top_answer(items: list[dict]) -> list:
+    """[the most frequent extracted answer, its share of the samples]: a policy that says "no" to 97% of the
+    questions has learned a constant, whatever its accuracy."""
+    counts: dict[str, int] = defaultdict(int)
+    for s in items:
+        counts[str(s.get("answer", ""))] += 1
+    best = max(sorted(counts), key=lambda a: counts[a])
+    return [best, counts[best] / len(items)]
+
+
 def group_summary(items: list[dict]) -> dict:
     acc = np.array([s["accuracy"] for s in items], dtype=np.float64)
     w = np.array([s["weight"] for s in items], dtype=np.float64)
@@ -90,6 +100,7 @@ def group_summary(items: list[dict]) -> dict:
            "formatted_accuracy": float(np.mean(formatted)) if formatted else float("nan"),
            "formatted_interval": list(wilson_interval(float(np.sum(formatted)), len(formatted))),
            "constant": constant_baseline(items),
+           "top_answer": _top_answer(items),
            "failures": sum(1 for s in items if s.get("failure"))}
     types = {s["type"] for s in items}
     if len(types) == 1 and next(iter(types)) in CHANCE:
@@ -146,6 +157,8 @@ def report_table(report: dict, title: str = "evaluation") -> str:
         for name, s in report[key].items():
             lines.append(row(f"{label} {name}", s))
     lines.append(row("overall", report["overall"]))
+    lines.append("most frequent answer: " + ", ".join(f"{t} {s['top_answer'][0]!r} ({s['top_answer'][1]:.2f})"
+                                                       for t, s in report["by_type"].items() if "top_answer" in s))
     answers = report["overall"]["constant"]["answers"]
     if answers:
         lines.append("const = the best constant answer of each type: "

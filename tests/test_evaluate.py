@@ -44,7 +44,8 @@ def test_breakdowns():
     assert t["accuracy"] == 0.25 and t["pass_at_n"] == 0.5 and t["weighted_accuracy"] == pytest.approx(1 / 5)
     assert r["by_difficulty"]["hard"]["accuracy"] == 0.0 and r["by_difficulty"]["middle"]["detail"] == 3.0
     table = report_table(r, "t")
-    assert "type torf1" in table and "difficulty hard" in table and table.splitlines()[-2].startswith("overall")
+    assert "type torf1" in table and "difficulty hard" in table and table.splitlines()[-3].startswith("overall")
+    assert table.splitlines()[-2].startswith("most frequent answer: planning")
 
 
 def test_empty_and_data_choices(tmp_path):
@@ -99,3 +100,9 @@ def test_constant_answer_baseline_is_the_best_fixed_answer_per_type():
     assert "const" in table and "torf1 'yes'" in table and "pass@n" in table      # 2 samples of a and b
     assert "pass@n" not in report_table(evaluation_report([s("z", "torf1", "easy", 1.0, truth="1")]))
     assert constant_answer_text("torf2", "0") == "no" and constant_answer_text("counting2", "7") == "7"
+
+
+def test_the_most_frequent_answer_and_its_share():
+    samples = [{**s(str(i), "torf1", "easy", float(i < 3), truth="1"), "answer": "yes" if i < 3 else "no"}
+               for i in range(4)]
+    assert evaluation_report(samples)["overall"]["top_answer"] == ["yes", 0.75]

@@ -35,4 +35,4 @@ def test_the_markdown_table_has_a_row_per_type_and_policy():
     table = markdown(results)
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 2 * 2                                            # header + (torf1, all) x 2 policies
-    assert "| sft | sft 7 | torf1 | 20 | 0.900 |" in table and "- sft: beats_untrained" in table
+    assert "| sft | sft 7 | torf1 | 20 | 0.900 |" in table and "| - |" in table and "- sft: beats_untrained" in table
