@@ -144,7 +144,7 @@ def write_outputs(out_dir: Path, rows: list[dict], trees: dict, right: str, wron
                                 "check_values": [int(c["value"]) for c in rec["checks"]],
                                 "answer_correct": p.answer_correct, "full_length": p.full_length})
                 conv.write(json.dumps({"id": f"{p.problem_id}-{p.polarity}-{k}",
-                                       "conversation": p.conversation(row["question"], right, wrong)}) + "\n")
+                                       "messages": p.conversation(row["question"], right, wrong)}) + "\n")
     table = pa.Table.from_pylist(records) if records else pa.table({"problem_id": pa.array([], pa.string())})
     pq.write_table(table, out_dir / "paths.parquet")
     return {"problems": len(rows), "paths": len(records), **dict(totals)}

@@ -49,9 +49,9 @@ def _check_outputs(out_dir, summary):
         # kept paths agree in sign with every step check that had evidence
         assert all(v == 0 or (v > 0) == (s > 0) for v, s in zip(path["check_values"], path["scores"]))
         assert path["polarity"] == ("positive" if path["answer_correct"] else "negative")
-        roles = [m["role"] for m in conv["conversation"]]
+        roles = [m["role"] for m in conv["messages"]]
         assert roles == ["system"] + ["user", "assistant"] * len(path["steps"])
-        for message, label in zip(conv["conversation"][2::2], path["labels"]):
+        for message, label in zip(conv["messages"][2::2], path["labels"]):
             text = message["content"]
             assert "<verify>" in text and "<judge>" in text and "<output>" in text
             assert ("[Right]" in text) == (label == "+") and ("\\boxed{%s}" % label) in text
@@ -140,6 +140,9 @@ def test_build_prm_data_cli_with_the_scripted_policy_labels_both_polarities(loca
     summary = json.loads((out / "summary.json").read_text())
     assert summary["policy"] == "scripted" and summary["positive"] > 0 and summary["negative"] > 0
     _check_outputs(out, summary)
+    from data.chat import load_conversations          # what cluster.sft reads: every path is one conversation
+    conversations, skipped = load_conversations(out / "conversations.jsonl")
+    assert len(conversations) == summary["paths"] and not skipped
 
 
 def test_tool_only_prm_rewards_train(local_ray, tmp_path):
