@@ -151,14 +151,13 @@ def write_outputs(out_dir: Path, rows: list[dict], trees: dict, right: str, wron
 
 
 def build(cfg: WaypointConfig) -> dict:
-    from cluster.launch import rollout_actor, standalone_rollout, start_cluster, worker_env
+    from cluster.launch import rollout_actor, standalone_env, standalone_rollout
     from rewards.prm.verify import ToolVerifier
     m = cfg.prm.mcts
     policy, engine, rows = math_policy_and_problems(cfg, m.problems, "the PRM label search")
     if m.policy == "scripted":
         from actors.scripted_policy import ScriptedStepPolicy
-        start_cluster(cfg)
-        env = {"env_vars": worker_env(cfg.rollout.num_gpus > 0)}
+        env = standalone_env(cfg)
         rollout, policy = [ScriptedStepPolicy.options(runtime_env=env).remote()], "scripted"
     else:
         rollout, env = standalone_rollout(cfg, policy, engine, False)

@@ -202,11 +202,16 @@ def reserve_placement(cfg: WaypointConfig, prefix: str = "") -> tuple[GroupPlan,
     return shared_plan, pg, engine_pgs
 
 
+def standalone_env(cfg: WaypointConfig) -> dict:
+    """For CLIs outside the training loop: join or start the cluster; the runtime env of their actors."""
+    start_cluster(cfg)
+    return {"env_vars": worker_env(cfg.rollout.num_gpus > 0)}
+
+
 def standalone_rollout(cfg: WaypointConfig, model_path: str, engine: str, vision: bool) -> tuple[list, dict]:
     """For CLIs outside the training loop (evaluate, build_prm_data, search): join or start the cluster and
     create the config's rollout actors; returns (actors, the runtime env for any further actors)."""
-    start_cluster(cfg)
-    env = {"env_vars": worker_env(cfg.rollout.num_gpus > 0)}
+    env = standalone_env(cfg)
     return [rollout_actor(cfg, model_path, engine, vision, i, env) for i in range(cfg.rollout.num_actors)], env
 
 

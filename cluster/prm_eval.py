@@ -61,14 +61,13 @@ def discrimination(scores: list[list[float]], paths: list[dict]) -> dict:
 
 
 def prm_report(cfg: WaypointConfig, paths_file: str) -> dict:
-    from cluster.launch import prm_actor, start_cluster, worker_env
+    from cluster.launch import prm_actor, standalone_env
     from cluster.tasks import resolve_policy
     paths = load_paths(paths_file)
     if not paths:
         raise ValueError(f"{paths_file}: no labelled paths")
     policy, _, engine = resolve_policy(cfg)
-    start_cluster(cfg)
-    env = {"env_vars": worker_env(cfg.rollout.num_gpus > 0)}
+    env = standalone_env(cfg)
     report = {"paths_file": paths_file, "paths": len(paths), "scorers": {}}
     tool_only = cfg.model_copy(update={"prm": cfg.prm.model_copy(update={"model": None})})
     for name, c in ([("configured", cfg)] if cfg.prm.model else []) + [("tool_only", tool_only)]:

@@ -91,16 +91,15 @@ def run(cfg: WaypointConfig) -> dict:
     print(f"[waypoint] sft: {len(train)} train / {len(held)} held-out examples, held-out loss "
           f"{history[0]['heldout_loss']:.4f}", flush=True)
     step, t0 = 0, time.perf_counter()
+    deadline = t0 + 60 * s.max_minutes if s.max_minutes else None
     out_of_time = False
     with open(out / "metrics.jsonl", "w") as log:
         for epoch in range(s.epochs):
-            if out_of_time:
-                break
             perm = rng.permutation(len(train))
             perm = np.concatenate([perm, perm[:wrapped]])
             for b in range(steps_per_epoch):
-                if s.max_minutes and time.perf_counter() - t0 >= 60 * s.max_minutes:
-                    out_of_time = True                 # sft.max_minutes: stop here, save and export as at the end
+                out_of_time = deadline is not None and time.perf_counter() >= deadline
+                if out_of_time:                        # sft.max_minutes: stop here, save and export as at the end
                     break
                 batch = [[ray.put(train[i])] for i in perm[b * s.batch_size:(b + 1) * s.batch_size]]
                 stats = learner.step(batch)
@@ -111,6 +110,8 @@ def run(cfg: WaypointConfig) -> dict:
                     record["heldout_loss"] = learner.eval_loss(held_refs)["loss"]
                     history.append({"step": step, "heldout_loss": record["heldout_loss"]})
                 log.write(json.dumps(record) + "\n")
+            if out_of_time:
+                break
     if history[-1]["step"] != step:
         history.append({"step": step, "heldout_loss": learner.eval_loss(held_refs)["loss"]})
     learner.save(str(out / "checkpoint" / "learner"))

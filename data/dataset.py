@@ -119,6 +119,11 @@ def is_hub_id(text: str) -> bool:
     return bool(_HUB_ID.match(text)) and not Path(text).exists() and not text.endswith(SUFFIXES)
 
 
+def is_hf_source(source: str | Path) -> bool:
+    """Rows that `datasets` reads: a save_to_disk folder, or a hub id (`hf_records`)."""
+    return is_saved_dataset(Path(source)) or is_hub_id(str(source))
+
+
 def _undecoded(ds):
     from datasets import Image
     for name, feature in ds.features.items():
@@ -178,7 +183,7 @@ def _files(path: Path) -> list[Path]:
 def _record_groups(source: str | Path, split: str):
     """(base_dir, stem, records) per file under `source`, or once for a saved dataset folder / hub id."""
     path = Path(source)
-    if is_saved_dataset(path) or (not path.exists() and is_hub_id(str(source))):
+    if is_hf_source(source):
         yield (path if path.is_dir() else Path(".")), path.name, hf_records(str(source), split)
         return
     for file in _files(path):

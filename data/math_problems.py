@@ -14,7 +14,7 @@ import re
 from fractions import Fraction
 from pathlib import Path
 
-from data.dataset import LoadResult, hf_records, is_hub_id, is_saved_dataset, read_records
+from data.dataset import LoadResult, hf_records, is_hf_source, read_records
 from data.schema import DEFAULTS, ROW_FIELDS
 from rewards.answer import boxed_content
 from rewards.errors import RowError
@@ -223,7 +223,7 @@ def load_math_rows(path: str | Path, source: str = "math", split: str = "train")
     """Rows of a .jsonl, .json (a list, or an object with "data" / "rows" / "train") or .parquet file of
     MATH-format records, or of a `datasets` save_to_disk folder or hub id (`split`). An unreadable JSONL line
     is an error at its record index, not an exception."""
-    if is_saved_dataset(Path(path)) or (not Path(path).exists() and is_hub_id(str(path))):
+    if is_hf_source(path):
         records = hf_records(str(path), split)
     elif Path(path).is_file():
         records = read_records(Path(path))
