@@ -13,13 +13,16 @@ held-out questions (networks from another seed than training's; `cluster.evaluat
 Every stage is the CLI a user would run, in its own process (its own local Ray), so each command is printed and
 can be rerun by hand. The table puts each accuracy beside its 95% interval, the best constant answer of each type
 and chance; "beats" is claimed only where the intervals do not overlap. Results: benchmarks/results/
-learning_curve.{json,md} (--out).
+learning_curve_<minutes>min.{json,md} (--out), rewritten after every arm. A rerun with the same settings keeps
+the arms (and the untrained evaluation) already in that file and runs only the missing ones, so the three
+60-minute arms can be spread over several sittings or survive a killed run; --fresh starts over.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -129,6 +132,23 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def settings(args) -> dict:
+    """What makes two runs' results comparable: resumed arms must have been trained and evaluated alike."""
+    return {"config": args.config, "minutes_per_arm": args.minutes, "sets": args.sets,
+            "lr": {"sft": args.sft_lr, "rl": args.rl_lr}, "eval_networks": args.eval_networks}
+
+
+def previous_results(path: Path, wanted: dict) -> dict:
+    """The policies of an earlier run with the same settings, or {} (none, or other settings: said, not mixed)."""
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    if old.get("settings") != wanted:
+        print(f"[learning_curve] {path} has other settings ({old.get('settings')}); starting over", flush=True)
+        return {}
+    return old.get("policies", {})
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.learning_curve", description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="configs/cpu_smollm2_curve.yaml")
@@ -139,19 +159,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-networks", type=int, default=50, help="held-out networks (8 questions per network)")
     ap.add_argument("--set", dest="sets", action="append", default=[], help="section.key=value for every stage")
     ap.add_argument("--work", default="runs/learning_curve", help="where stages write their runs")
-    ap.add_argument("--out", default="benchmarks/results/learning_curve")
+    ap.add_argument("--out", default=None, help="results prefix (default benchmarks/results/learning_curve_<N>min)")
+    ap.add_argument("--fresh", action="store_true", help="ignore the arms an earlier run left in --out")
     args = ap.parse_args(argv)
+    out = Path(args.out or f"benchmarks/results/learning_curve_{args.minutes:g}min")
     arms = [a for a in args.arms.split(",") if a]
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         ap.error(f"unknown arms {unknown}; known: {list(ARMS)}")
-    work = Path(args.work)
-    results = {"config": args.config, "minutes_per_arm": args.minutes, "sets": args.sets,
-               "lr": {"sft": args.sft_lr, "rl": args.rl_lr}, "policies": {}}
+    work, json_path = Path(args.work), Path(str(out) + ".json")
+    results = {"settings": settings(args), "policies": {}}
+    done = {} if args.fresh else previous_results(json_path, results["settings"])
     eval_sets = [*args.sets, f"data.n_networks={args.eval_networks}"]
-    untrained = evaluate(args.config, None, work / "untrained", eval_sets)
+    untrained = done["untrained"]["eval"] if "untrained" in done else evaluate(
+        args.config, None, work / "untrained", eval_sets)
     results["policies"]["untrained"] = {"eval": untrained}
+    results["policies"].update({a: done[a] for a in ARMS if a in done})
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(results, indent=2))
     for arm in arms:
+        if arm in done:
+            print(f"[learning_curve] {arm}: kept from {json_path}", flush=True)
+            continue
+        shutil.rmtree(work / arm, ignore_errors=True)      # an arm cut short earlier restarts from the model
         policy, stages = None, []
         for i, (kind, share) in enumerate(ARMS[arm]):
             lr = args.sft_lr if kind == "sft" else args.rl_lr
@@ -161,10 +191,9 @@ def main(argv: list[str] | None = None) -> int:
             policy = stage["policy"]
         report = evaluate(args.config, policy, work / arm / "eval", eval_sets)
         results["policies"][arm] = {"stages": stages, "eval": report, "verdicts": verdicts(report, untrained)}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out + ".json").write_text(json.dumps(results, indent=2))     # after every arm: nothing lost
+        json_path.write_text(json.dumps(results, indent=2))                     # after every arm: nothing lost
     table = markdown(results)
-    Path(args.out + ".md").write_text(table + "\n")
+    Path(str(out) + ".md").write_text(table + "\n")
     print(table)
     return 0
 

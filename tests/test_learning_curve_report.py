@@ -36,3 +36,38 @@ def test_the_markdown_table_has_a_row_per_type_and_policy():
     rows = [line for line in table.splitlines() if line.startswith("| ")]
     assert len(rows) == 1 + 2 * 2                                            # header + (torf1, all) x 2 policies
     assert "| sft | sft 7 | torf1 | 20 | 0.900 |" in table and "| - |" in table and "- sft: beats_untrained" in table
+
+
+def test_a_rerun_keeps_the_arms_already_measured_and_runs_only_the_missing(tmp_path, monkeypatch):
+    import json
+
+    import benchmarks.learning_curve as lc
+    report = evaluation_report(_samples({"torf1": (10, 20)}))
+    calls = []
+
+    def fake_stage(kind, config, minutes, policy, out, lr, extra):
+        calls.append(("stage", kind, str(out.parent.name), minutes))
+        return {"kind": kind, "steps": 3, "policy": str(out / "hf")}
+
+    def fake_eval(config, policy, out, extra):
+        calls.append(("eval", out.name if policy is None else out.parent.name))
+        return report
+    monkeypatch.setattr(lc, "run_stage", fake_stage)
+    monkeypatch.setattr(lc, "evaluate", fake_eval)
+    out = tmp_path / "curve"
+    args = ["--minutes", "2", "--work", str(tmp_path / "work"), "--out", str(out)]
+    assert lc.main([*args, "--arms", "rl"]) == 0
+    assert calls == [("eval", "untrained"), ("stage", "rl", "rl", 2.0), ("eval", "rl")]
+    (tmp_path / "work" / "sft_rl" / "0-sft").mkdir(parents=True)           # an arm a killed run cut short
+    calls.clear()
+    assert lc.main([*args, "--arms", "rl,sft_rl"]) == 0
+    assert calls == [("stage", "sft", "sft_rl", 1.0), ("stage", "rl", "sft_rl", 1.0), ("eval", "sft_rl")]
+    saved = json.loads((tmp_path / "curve.json").read_text())
+    assert list(saved["policies"]) == ["untrained", "rl", "sft_rl"]
+    assert "| rl | rl 3 |" in (tmp_path / "curve.md").read_text()
+    calls.clear()                                                            # other settings: nothing is mixed
+    assert lc.main([*args[:1], "3", *args[2:], "--arms", "rl"]) == 0
+    assert [c[0] for c in calls] == ["eval", "stage", "eval"]
+    calls.clear()
+    assert lc.main([*args[:1], "3", *args[2:], "--arms", "rl", "--fresh"]) == 0
+    assert [c[0] for c in calls] == ["eval", "stage", "eval"]
