@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 
+from rewards.child_loop import serve_requests
 from rewards.errors import RowError
 
 
@@ -37,27 +38,18 @@ def _serve(conn, fn, options: dict, memory_mb: int | None) -> None:
     """Child loop. `fn` was unpickled by reference before this runs, so its module (and what that imports) is
     loaded before 'ready'. Receives (response, row); answers (status, value) for every message."""
     _cap_address_space(memory_mb)
-    conn.send(("ready", None))
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            break
-        if message is None:
-            break
+
+    def answer(message):
         response, row = message
         try:
-            reply = ("ok", fn(response, row, options))
+            return "ok", fn(response, row, options)
         except RowError as e:          # the task row itself is malformed
-            reply = ("bad_row", str(e))
+            return "bad_row", str(e)
         except MemoryError:
-            reply = ("memory", "")
+            return "memory", ""
         except Exception as e:         # noqa: BLE001 - any other failure is a counted reason, never a crash
-            reply = ("error", f"{type(e).__name__}: {e}")
-        try:
-            conn.send(reply)
-        except Exception as e:         # noqa: BLE001 - e.g. an unpicklable result
-            conn.send(("error", f"unsendable result: {type(e).__name__}"))
+            return "error", f"{type(e).__name__}: {e}"
+    serve_requests(conn, answer)
 
 
 class _Child:

@@ -67,8 +67,9 @@ class RolloutFeeder:
         self._pending: dict = {}   # status ref -> (group ref, call id)
         self._open_calls: dict[int, list[int]] = {}   # call id -> [actor index, groups not yet collected]
         self._next_call = 0
-        self._dead: set[int] = set()           # rollout actors out of rotation
-        self._dead_references: set[int] = set()
+        # pool indices of dead weight-holding actors, per role: rollout ones are out of rotation, a dead
+        # reference's groups are parked; both wait for install()
+        self._dead: dict[str, set[int]] = {"rollout": set(), "reference": set()}
         self._parked: list = []    # (rollout ref, call id) of groups whose reference died, until its replacement
         self._to_route: list = []  # parked groups handed back by install, routed by the feeder thread
         self.last_failure = ""
@@ -142,23 +143,23 @@ class RolloutFeeder:
             return {"issued": self.issued, "generated": self.generated, "delivered": self.delivered,
                     "dropped": dict(self.dropped), "reward_failures": dict(self.reward_failures),
                     "in_flight": len(self._pending) + len(self._parked) + len(self._to_route),
-                    "dead_rollout_actors": len(self._dead),
+                    "dead_rollout_actors": len(self._dead["rollout"]),
                     "restarts": dict(self.restarts), "rerouted": dict(self.rerouted),
                     **{k: float(v) for k, v in self.timing.items()}}
 
     def dead_consumers(self) -> dict[str, list[int]]:
         """Pool indices of the dead weight-holding actors the controller is to replace, per role."""
         with self._lock:
-            return {"rollout": sorted(self._dead), "reference": sorted(self._dead_references)}
+            return {role: sorted(dead) for role, dead in self._dead.items()}
 
     def mark_dead(self, actors: list) -> None:
         """Deaths seen outside the feeder (a weight publish whose consumer died)."""
         with self._lock:
             for actor in actors:
                 if actor in self.rollout:
-                    self._dead.add(self.rollout.index(actor))
+                    self._dead["rollout"].add(self.rollout.index(actor))
                 elif actor in self.pools.get("reference", []):
-                    self._dead_references.add(self.pools["reference"].index(actor))
+                    self._dead["reference"].add(self.pools["reference"].index(actor))
 
     def install(self, role: str, index: int, actor) -> None:
         """Put a replacement (already serving the current weights) where dead actor `index` of `role` was. Its
@@ -166,10 +167,8 @@ class RolloutFeeder:
         with self._lock:
             (self.rollout if role == "rollout" else self.pools[role])[index] = actor
             self.restarts[role] += 1
-            if role == "rollout":
-                self._dead.discard(index)
-            else:
-                self._dead_references.discard(index)
+            self._dead[role].discard(index)
+            if role != "rollout":
                 self._to_route += self._parked
                 self._parked = []
         self._wake.set()
@@ -200,7 +199,7 @@ class RolloutFeeder:
 
     def _issue(self) -> None:
         for idx, actor in enumerate(self.rollout):
-            if idx in self._dead:
+            if idx in self._dead["rollout"]:
                 continue
             with self._lock:
                 k = min(self.per_call, self._budget())
@@ -259,7 +258,7 @@ class RolloutFeeder:
                     with self._lock:
                         pool = self.pools["reference"]
                         if dead[1] in pool:
-                            self._dead_references.add(pool.index(dead[1]))
+                            self._dead["reference"].add(pool.index(dead[1]))
                             self._parked.append((rollout_ref, call))
                         else:                           # already replaced: straight back on the route
                             self._to_route.append((rollout_ref, call))
@@ -278,7 +277,7 @@ class RolloutFeeder:
                     self.dropped[reason] += 1
                     self.issued -= 1          # regenerate it: the learner still needs a full batch
                     self.last_failure = f"{reason}: {type(e).__name__}: {str(e)[:300]}"
-                if len(self._dead) == len(self.rollout) and "rollout" not in self.revived:
+                if len(self._dead["rollout"]) == len(self.rollout) and "rollout" not in self.revived:
                     self.error = f"every rollout actor died; last failure: {self.last_failure}"
                 continue
             self._close_one(call)
@@ -332,12 +331,12 @@ class RolloutFeeder:
     def _failure_reason(self, idx: int, err: Exception) -> str:
         """rollout_dead (actor gone, taken out of rotation) | rollout_error (generate raised) | reward_error |
         prm_error | reference_error (that stage's actor raised). A dead scoring actor: see _dead_stage."""
-        if idx in self._dead:
+        if idx in self._dead["rollout"]:
             return "rollout_dead"
         try:
             ray.get(self.rollout[idx].ready.remote(), timeout=30)
         except Exception:  # noqa: BLE001 - any failure to answer means it is gone
-            self._dead.add(idx)
+            self._dead["rollout"].add(idx)
             return "rollout_dead"
         # a reward task whose input failed re-raises the rollout's error, naming its generate() call
         if ".generate()" in str(err):

@@ -12,7 +12,7 @@ import torch
 
 from data.trajectory import TrajectoryGroup
 from learner.algorithms.base import Advantages, reward_matrix, zero_variance_fraction
-from learner.forward import Segment
+from learner.forward import Segment, response_mask
 
 
 @dataclass
@@ -61,12 +61,12 @@ class MicroBatch:
 
 
 def micro_batch(rows: list[SampleRow], device) -> MicroBatch:
-    b, r = len(rows), max(max((len(x.token_ids) for x in rows), default=1), 1)
-    mask = torch.zeros((b, r))
-    old = torch.zeros((b, r))
+    segs = segments(rows)
+    mask = response_mask(segs)                  # the same [B, R] the forward pass zeroes log-probs with
+    r = mask.shape[1]
+    old = torch.zeros_like(mask)
     for k, x in enumerate(rows):
         n = len(x.token_ids)
-        mask[k, :n] = 1
         old[k, :n] = torch.as_tensor(x.old_logprobs[:n])
     adv = torch.tensor([x.advantage for x in rows], dtype=torch.float32)
     if any(x.token_advantage is not None for x in rows):
@@ -76,7 +76,7 @@ def micro_batch(rows: list[SampleRow], device) -> MicroBatch:
                 adv[k, :len(x.token_advantage)] += torch.as_tensor(x.token_advantage, dtype=torch.float32)
     names = rows[0].inputs.keys() if rows else ()
     inputs = {n: torch.tensor([x.inputs[n] for x in rows], dtype=torch.float32, device=device) for n in names}
-    return MicroBatch(segments(rows), mask.to(device), old.to(device), adv.to(device), inputs)
+    return MicroBatch(segs, mask.to(device), old.to(device), adv.to(device), inputs)
 
 
 def mini_normaliser(rows: list[SampleRow], loss_agg: str) -> float:

@@ -99,7 +99,8 @@ class PolicyLearner:
         self.cfg, self.algo = learner, algorithm
         self.pipeline = AlgorithmPipeline(algorithm)
         self.vision, self.temperature, self.max_new_tokens = vision, temperature, max_new_tokens
-        self.model_path, self.lora_cfg = model_path, spec.lora
+        self.model_path = model_path
+        self.lora = spec.lora                   # None: full fine-tuning
         self.rank, self.world = rank, world_size
         cls = AutoModelForImageTextToText if vision else AutoModelForCausalLM
         # bf16 weights on GPU (model.dtype); attention "auto" -> flash_attention_2 where it can run, else sdpa
@@ -109,10 +110,9 @@ class PolicyLearner:
         model = cls.from_pretrained(model_path, **kw)
         if learner.gradient_checkpointing:
             model.gradient_checkpointing_enable()
-        self.lora = spec.lora is not None
-        if self.lora:
+        if self.lora is not None:
             from learner.lora import apply_lora
-            model = apply_lora(model, spec.lora)
+            model = apply_lora(model, self.lora)
             if learner.gradient_checkpointing:   # frozen embeddings: checkpointed blocks need inputs with grad
                 model.enable_input_require_grads()
         tok = AutoTokenizer.from_pretrained(model_path)
@@ -120,7 +120,7 @@ class PolicyLearner:
         self.blocked_ids = blocked_token_ids(tok) if vision else None
         self.kl_coef = algorithm.effective_kl_coef
         self.ref_model = None
-        if self.kl_coef > 0 and not self.lora:   # frozen initial policy for low_var_kl (LoRA: adapters off)
+        if self.kl_coef > 0 and self.lora is None:   # frozen initial policy for low_var_kl (LoRA: adapters off)
             # on the device DeepSpeed puts the policy on (cuda:<local rank> on GPU, cpu on the CPU accelerator)
             from deepspeed.accelerator import get_accelerator
             self.ref_model = cls.from_pretrained(model_path, **kw).to(get_accelerator().current_device_name())
@@ -237,7 +237,7 @@ class PolicyLearner:
     @contextmanager
     def _initial_policy(self):
         """The KL reference: the frozen copy, or under LoRA the same model with its adapters switched off."""
-        if self.lora:
+        if self.lora is not None:
             with self.engine.module.disable_adapter():
                 yield self.engine.module
         else:
@@ -248,7 +248,7 @@ class PolicyLearner:
         """Full weights on rank 0 (None elsewhere). ZeRO-3 shards are gathered; all ranks must call. Under LoRA
         the base model's names with the adapters merged in."""
         module = self.engine.module
-        if self.lora:
+        if self.lora is not None:
             from learner.lora import merged_items
             state = {k: v.float().cpu().numpy() for k, v in merged_items(module)}
         elif self.zero_stage == 3:
@@ -263,10 +263,10 @@ class PolicyLearner:
         os.makedirs(path, exist_ok=True)
         # LoRA: the adapters and their optimizer state only; the frozen base comes from model_path on load
         self.engine.save_checkpoint(path, tag="learner", client_state={"version": self.version},
-                                    exclude_frozen_parameters=self.lora)
-        if self.lora and self.rank == 0:   # what cluster.export needs to merge the adapters
+                                    exclude_frozen_parameters=self.lora is not None)
+        if self.lora is not None and self.rank == 0:   # what cluster.export needs to merge the adapters
             from learner.hf_export import write_lora_config
-            write_lora_config(path, self.lora_cfg)
+            write_lora_config(path, self.lora)
 
     def export_hf(self, out_dir: str) -> str | None:
         """A save_pretrained model directory of the current policy (LoRA merged); all ranks call (ZeRO-3)."""
@@ -277,7 +277,7 @@ class PolicyLearner:
         return save_hf_policy(state, self.model_path, out_dir)
 
     def load(self, path: str) -> int:
-        _, client = self.engine.load_checkpoint(path, tag="learner", load_module_strict=not self.lora)
+        _, client = self.engine.load_checkpoint(path, tag="learner", load_module_strict=self.lora is None)
         self.version = int((client or {}).get("version", 0))
         return self.version
 

@@ -13,6 +13,7 @@ import os
 import signal
 import time
 
+from rewards.child_loop import serve_requests
 from rewards.prm.check import StepVerdict, answers_equivalent, verify_step
 
 START_TIMEOUT_S = 60.0           # spawning + importing sympy is not the claim's time
@@ -45,25 +46,19 @@ def _worker(conn, memory_mb: int) -> None:
     """Child loop: receive (fn, args, cpu_s), answer ('ok', value) or ('error', reason)."""
     import sympy  # noqa: F401 - imported before the memory cap and before 'ready', not on the first call's clock
     workdir = _limit_child(memory_mb)
-    conn.send(("ready", None))
-    while True:
-        try:
-            message = conn.recv()
-        except EOFError:
-            break
-        if message is None:
-            break
+
+    def answer(message):
         fn, args, cpu_s = message
         _set_cpu_limit(cpu_s)
         try:
-            reply = ("ok", fn(*args))
+            return "ok", fn(*args)
         except MemoryError:
-            reply = ("error", "memory")
+            return "error", "memory"
         except RecursionError:
-            reply = ("error", "too deep")
+            return "error", "too deep"
         except Exception as e:  # noqa: BLE001 - any failure is a reason, never a crash of the worker
-            reply = ("error", f"error: {type(e).__name__}")
-        conn.send(reply)
+            return "error", f"error: {type(e).__name__}"
+    serve_requests(conn, answer)
     workdir.cleanup()
 
 
