@@ -72,7 +72,7 @@ def run_stage(kind: str, config: str, minutes: float, policy: str | None, out: P
         return sum(r.get(key, 0.0) for r in rs) / len(rs)
     return {"kind": kind, "steps": steps, "policy": str(out / "checkpoint" / f"step-{steps:08d}" / "hf"),
             "reward_first_tenth": mean(first, "reward/total"), "reward_last_tenth": mean(last, "reward/total"),
-            "wall_s": wall}
+            "no_signal_steps": summary["no_signal_steps"], "wall_s": wall}
 
 
 def evaluate(config: str, policy: str | None, out: Path, extra: list[str]) -> dict:

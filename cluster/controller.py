@@ -125,6 +125,7 @@ def train(cfg: WaypointConfig) -> dict:
             print(f"[waypoint] train.max_minutes={cfg.train.max_minutes}: stopped after step {done} of "
                   f"{cfg.train.steps}; checkpoint {path}", flush=True)
         summary["steps"] = done
+        summary["no_signal_steps"] = metrics.no_signal.steps       # steps where every advantage was 0
         summary["metrics_path"] = str(metrics.path)
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         learner.shutdown()

@@ -173,8 +173,30 @@ def flatten(record: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
+class SignalWatch:
+    """Counts the steps where no group's rewards differed (zero_variance_fraction = 1, and COPO, where it runs,
+    gave none of them gradient): every group-relative advantage is 0, so the reward no longer moves the policy
+    (a collapsed, e.g. constant-answer, policy). Warns once after `patience` such steps in a row."""
+
+    def __init__(self, patience: int = 20):
+        self.patience, self.steps, self._run, self.warned = patience, 0, 0, False
+
+    def update(self, step: int, record: dict) -> str | None:
+        silent = (record.get("zero_variance_fraction", 0.0) >= 1.0
+                  and record.get("copo/zero_variance_with_gradient", 0.0) == 0.0)
+        self.steps += silent
+        self._run = self._run + 1 if silent else 0
+        if self._run < self.patience or self.warned:
+            return None
+        self.warned = True
+        return (f"[waypoint] no reward signal for {self._run} steps (to step {step}): every group's samples scored "
+                f"alike, so every advantage is 0 and the policy has stopped learning from the reward (collapsed?); "
+                f"a higher rollout.temperature, a larger rollout.group_size or a lower learner.lr may help")
+
+
 class MetricsLogger:
     def __init__(self, run_dir: str | Path, host: str = "127.0.0.1", port: int = 0):
+        self.no_signal = SignalWatch()
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a")
@@ -197,6 +219,9 @@ class MetricsLogger:
             if math.isfinite(value):
                 self._gauge(key).set(value)
         self._gauge("step").set(step)
+        warning = self.no_signal.update(step, record)
+        if warning:
+            print(warning, flush=True)
 
     def _gauge(self, key: str) -> Gauge:
         if key not in self.gauges:

@@ -23,3 +23,15 @@ def test_jsonl_and_prometheus_endpoint(tmp_path):
     assert "waypoint_step 1.0" in body
     lines = read_jsonl(tmp_path / "metrics.jsonl")
     assert [r["step"] for r in lines] == [0, 1] and lines[0]["note"] == "text"
+
+
+def test_the_signal_watch_counts_steps_without_any_advantage_and_warns_once():
+    from cluster.metrics import SignalWatch
+    watch = SignalWatch(patience=3)
+    silent, mixed = {"zero_variance_fraction": 1.0}, {"zero_variance_fraction": 0.75}
+    copo_rescued = {"zero_variance_fraction": 1.0, "copo/zero_variance_with_gradient": 0.5}
+    said = [watch.update(s, r) for s, r in enumerate([silent, silent, mixed, silent, copo_rescued, silent, silent,
+                                                      silent, silent, silent])]
+    assert watch.steps == 8                                     # COPO's gradient and a mixed step are signal
+    assert [i for i, w in enumerate(said) if w] == [7]          # three silent steps in a row, said once
+    assert "no reward signal for 3 steps (to step 7)" in said[7]
