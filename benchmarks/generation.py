@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from cluster.config import WaypointConfig, add_config_args, config_from_args
+from cluster.text_table import fixed_width
 
 MODES = ("serial", "batched")
 
@@ -62,18 +63,22 @@ def bench_model(cfg: WaypointConfig, questions: int, warmup: int = 2) -> dict:
             ray.kill(a, no_restart=True)
 
 
+GENERATION_COLUMNS = [("model", "<24"), ("engine", ">7"), ("N", ">5"), ("start s", ">9.1f"), ("mode", ">9"),
+                      ("seconds", ">9.1f"), ("tokens", ">8d"), ("tok/s", ">8.1f"), ("q/s", ">7.2f"),
+                      ("acc", ">7.3f"), ("speedup", ">9"), ("same", ">6")]
+
+
 def table(results: list[dict]) -> str:
-    head = (f"{'model':<24}{'engine':>7}{'N':>5}{'start s':>9}{'mode':>9}{'seconds':>9}{'tokens':>8}{'tok/s':>8}"
-            f"{'q/s':>7}{'acc':>7}{'speedup':>9}{'same':>6}")
-    lines = [head, "-" * len(head)]
+    rows = []
     for r in results:
         for mode in MODES:
             m = r[mode]
-            tail = f"{r['speedup']:>8.1f}x{str(r['same_answers']):>6}" if mode == "batched" else f"{'':>15}"
-            lines.append(f"{r['model']:<24}{r['engine']:>7}{r['questions']:>5}{r['engine_start_s']:>9.1f}"
-                         f"{mode:>9}{m['seconds']:>9.1f}{m['generated_tokens']:>8d}{m['tokens_per_s']:>8.1f}"
-                         f"{m['questions_per_s']:>7.2f}{m['accuracy']:>7.3f}{tail}")
-    return "\n".join(lines)
+            batched = mode == "batched"
+            rows.append([r["model"], r["engine"], r["questions"], r["engine_start_s"], mode, m["seconds"],
+                         m["generated_tokens"], m["tokens_per_s"], m["questions_per_s"], m["accuracy"],
+                         f"{r['speedup']:.1f}x" if batched else None, str(r["same_answers"]) if batched else None])
+    head, *body = fixed_width(GENERATION_COLUMNS, rows)
+    return "\n".join([head, "-" * len(head), *body])
 
 
 def main(argv: list[str] | None = None) -> int:

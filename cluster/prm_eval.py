@@ -17,6 +17,7 @@ import ray
 
 from cluster.config import WaypointConfig, add_config_args, config_from_args
 from cluster.eval_report import save_report
+from cluster.text_table import fixed_width
 from rewards.prm.score import auroc
 
 
@@ -83,14 +84,16 @@ def prm_report(cfg: WaypointConfig, paths_file: str) -> dict:
     return report
 
 
+PRM_EVAL_COLUMNS = [("scorer", "<44"), ("steps", ">7"), ("+", ">6"), ("-", ">6"), ("AUROC", ">8.3f"),
+                    ("acc@0.5", ">9.3f"), ("mean+", ">8.3f"), ("mean-", ">8.3f")]
+
+
 def report_table(report: dict) -> str:
-    lines = [f"PRM step discrimination on {report['paths']} labelled paths ({report['paths_file']})",
-             f"{'scorer':<44}{'steps':>7}{'+':>6}{'-':>6}{'AUROC':>8}{'acc@0.5':>9}{'mean+':>8}{'mean-':>8}"]
-    for s in report["scorers"].values():
-        lines.append(f"{str(s['prm'])[-44:]:<44}{s['steps']:>7}{s['positive_steps']:>6}{s['negative_steps']:>6}"
-                     f"{s['auroc']:>8.3f}{s['accuracy_at_0.5']:>9.3f}{s['mean_score_positive']:>8.3f}"
-                     f"{s['mean_score_negative']:>8.3f}")
-    return "\n".join(lines)
+    rows = [[str(s["prm"])[-44:], s["steps"], s["positive_steps"], s["negative_steps"], s["auroc"],
+             s["accuracy_at_0.5"], s["mean_score_positive"], s["mean_score_negative"]]
+            for s in report["scorers"].values()]
+    return "\n".join([f"PRM step discrimination on {report['paths']} labelled paths ({report['paths_file']})",
+                      *fixed_width(PRM_EVAL_COLUMNS, rows)])
 
 
 def main(argv: list[str] | None = None) -> int:

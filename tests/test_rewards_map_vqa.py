@@ -32,26 +32,18 @@ T2 = route(("Line 1", "Alpha", "Charlie"), ("Line 2", "Charlie", "Foxtrot"), ("L
 
 
 # ------------------------------------------------------------ correct routes
-def test_correct_t0_both_modes():
-    row = plan_row("Alpha Station", "Delta Station", 0, city="easy")
-    out = score(T0, row)
-    assert out["accuracy"] == 1.0 and out["format"] == 1.0
-    assert out["detail"] == 6.0                       # 2 + 4
-    assert out["total"] == pytest.approx(14.0)        # 1.0 * (1 + 10 + 0.5*6)
-    assert out["answer"] == "Line 1:alpha>delta"
-    rel = released(T0, row)
-    assert rel["detail"] == 1.0                       # 2 - 5 (1 > 0) + 4
-    assert rel["total"] == pytest.approx(10.5)        # 1.0 * (0 + 10 + 0.5*1)
-
-
-def test_t0_second_direct_line():
+@pytest.mark.parametrize("start, end, response, answer", [
+    ("Alpha Station", "Delta Station", T0, "Line 1:alpha>delta"),
     # Alpha -> Bravo: Line 1 and Line 4 both hold both endpoints; the answer rides the second one.
-    row = plan_row("Alpha", "Bravo", 0, city="easy")
-    response = route(("Line 4", "Alpha", "Bravo"))
+    ("Alpha", "Bravo", route(("Line 4", "Alpha", "Bravo")), "Line 4:alpha>bravo"),
+], ids=["first_direct_line", "second_direct_line"])
+def test_correct_t0_both_modes(start, end, response, answer):
+    row = plan_row(start, end, 0, city="easy")
     out = score(response, row)
-    assert out["accuracy"] == 1.0
+    assert out["accuracy"] == 1.0 and out["format"] == 1.0
     assert out["detail"] == 6.0                       # 2 + 4 (any direct line earns +4)
     assert out["total"] == pytest.approx(14.0)        # 1.0 * (1 + 10 + 0.5*6)
+    assert out["answer"] == answer
     rel = released(response, row)
     assert rel["detail"] == 1.0                       # 2 - 5 (1 > 0) + 4
     assert rel["total"] == pytest.approx(10.5)        # 1.0 * (0 + 10 + 0.5*1)
